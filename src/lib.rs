@@ -1,0 +1,4 @@
+//! edgeward: an edge gateway.
+#![warn(missing_docs)]
+
+pub mod config;
