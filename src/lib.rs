@@ -1,4 +1,3 @@
 //! edgeward: an edge gateway.
-#![warn(missing_docs)]
 
 pub mod config;
