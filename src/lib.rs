@@ -1,4 +1,5 @@
 //! edgeward: an edge gateway.
 
 pub mod config;
+pub mod forwarded;
 pub mod normalize;
