@@ -327,5 +327,4 @@ pub fn host_matches_wildcard(host: &str, suffix: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "normalize_tests.rs"]
 mod tests;
