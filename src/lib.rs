@@ -1,3 +1,4 @@
 //! edgeward: an edge gateway.
 
 pub mod config;
+pub mod upstream;
