@@ -38,6 +38,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::config;
+
 pub use body::PooledBody;
 pub use error::{ErrorKind, SendError};
 
@@ -60,6 +62,20 @@ pub struct PoolSettings {
     pub connect_timeout: Option<Duration>,
     /// Largest response head accepted, in bytes; values below 8192 are raised to 8192.
     pub max_response_header: usize,
+}
+
+impl PoolSettings {
+    /// Settings for each replica of `upstream`. The connect timeout is per route in the config
+    /// (`timeouts.upstream_connect`), so the caller picks the one that applies.
+    pub fn for_upstream(upstream: &config::Upstream, connect_timeout: Option<Duration>) -> Self {
+        Self {
+            max_connections: upstream.max_connections,
+            queue_timeout: upstream.queue_timeout,
+            idle_timeout: upstream.idle_timeout,
+            connect_timeout,
+            max_response_header: upstream.max_response_header,
+        }
+    }
 }
 
 /// A snapshot of a pool's counters, for metrics and the admin status page.
@@ -240,6 +256,12 @@ where
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
             return Ok((self.connect(permit).await?, false));
         }
+        if fresh {
+            // A retry needs a new connection: free a slot held by the oldest idle one rather
+            // than wait for a busy one to close.
+            let oldest = self.lock_idle().conns.pop_front();
+            drop(oldest);
+        }
         self.wait(fresh).await
     }
 
@@ -279,10 +301,14 @@ where
             if conn.idle_since.elapsed() >= self.settings.idle_timeout || conn.sender.is_closed() {
                 continue;
             }
+            if conn.sender.is_ready() {
+                return Some(conn);
+            }
             // A body hands its connection back as soon as it has seen the last byte, which can
-            // be a moment before hyper's dispatcher asks for the next request; this waits for
-            // that moment (normally already passed) or learns that the connection died.
-            if conn.sender.ready().await.is_ok() {
+            // be a moment before hyper's dispatcher asks for the next request: wait for that
+            // moment or learn that the connection died. Bounded in case it never comes.
+            let ready = tokio::time::timeout(self.settings.queue_timeout, conn.sender.ready());
+            if let Ok(Ok(())) = ready.await {
                 return Some(conn);
             }
         }

@@ -1,13 +1,11 @@
 use super::*;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
-use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
@@ -164,7 +162,7 @@ async fn connect_gives_up_after_connect_timeout() {
     assert_eq!(pool.stats().open, 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_cap_wait_for_a_connection() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(
@@ -290,19 +288,16 @@ async fn a_connection_the_upstream_closed_is_not_reused() {
     assert_eq!(upstream.requests(), 2);
 }
 
-/// The race the transparent retry exists for: the app closes a kept-alive connection after we
-/// picked it but before hyper wrote anything. The closing connection is a hyper client
-/// connection over an in-memory pipe whose driver the test polls by hand, so the order of
-/// events is exact.
-#[tokio::test]
-async fn a_request_handed_back_by_a_reused_connection_is_retried_on_a_new_one() {
-    let upstream = Upstream::start().await;
-    let pool = Pool::new(upstream.addr, settings());
+/// Driver of a hyper client connection over an in-memory pipe, polled by hand in tests.
+type PipeConnection = http1::Connection<TokioIo<DuplexStream>, TestBody>;
 
+/// The race the transparent retry exists for: the app closes a kept-alive connection after we
+/// picked it but before hyper wrote anything. This puts such a connection at the top of the
+/// idle list; it runs over an in-memory pipe and the test drives it by hand, so the order of
+/// events is exact. Returns its driver and the app's end of the pipe.
+async fn closing_idle_connection(pool: &Arc<Pool<TestBody>>) -> (PipeConnection, DuplexStream) {
     let (client_io, mut app_io) = tokio::io::duplex(4096);
-    let (sender, mut connection) = http1::handshake::<_, TestBody>(TokioIo::new(client_io))
-        .await
-        .unwrap();
+    let (sender, mut connection) = http1::handshake(TokioIo::new(client_io)).await.unwrap();
     // One poll: the dispatcher finds nothing to read and asks for a request.
     std::future::poll_fn(|cx| {
         assert!(Pin::new(&mut connection).poll(cx).is_pending());
@@ -311,11 +306,19 @@ async fn a_request_handed_back_by_a_reused_connection_is_retried_on_a_new_one() 
     .await;
     assert!(sender.is_ready());
     pool.put_idle(Box::new(Conn {
-        pool: Arc::downgrade(&pool),
+        pool: Arc::downgrade(pool),
         sender,
         idle_since: Instant::now(),
     }));
     app_io.shutdown().await.unwrap();
+    (connection, app_io)
+}
+
+#[tokio::test]
+async fn a_request_handed_back_by_a_reused_connection_is_retried_on_a_new_one() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+    let (connection, mut app_io) = closing_idle_connection(&pool).await;
 
     let post = Request::post("/form")
         .body(Full::new(Bytes::from_static(b"a=1")).boxed())
@@ -337,25 +340,59 @@ async fn a_request_handed_back_by_a_reused_connection_is_retried_on_a_new_one() 
 }
 
 #[tokio::test]
-async fn a_request_lost_after_it_was_written_is_not_handed_back() {
-    // Reads the request head, then closes without answering.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut head = Vec::new();
-            let mut buf = [0; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
+async fn a_retry_at_the_cap_makes_room_by_closing_an_idle_connection() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(
+        upstream.addr,
+        PoolSettings {
+            max_connections: 1,
+            ..settings()
+        },
+    );
+    fetch(&pool, get("/")).await;
+    let (connection, _app_io) = closing_idle_connection(&pool).await;
+    assert_eq!(
+        pool.stats(),
+        PoolStats {
+            open: 1,
+            idle: 2,
+            waiting: 0
         }
+    );
+
+    let (response, ()) = tokio::join!(pool.send(get("/retried")), async move {
+        connection.await.unwrap();
     });
+
+    assert_eq!(response.unwrap().status(), StatusCode::OK);
+    assert_eq!(upstream.accepted(), 2);
+    eventually("the evicted idle connection closed", || {
+        upstream.closed() == 1
+    })
+    .await;
+}
+
+#[test]
+fn settings_follow_the_upstream_config() {
+    let upstream = crate::config::Upstream {
+        name: "app".into(),
+        replicas: Vec::new(),
+        max_connections: 3,
+        queue_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(4),
+        max_response_header: 65536,
+    };
+    let settings = PoolSettings::for_upstream(&upstream, Some(Duration::from_secs(5)));
+    assert_eq!(settings.max_connections, 3);
+    assert_eq!(settings.queue_timeout, Duration::from_secs(1));
+    assert_eq!(settings.idle_timeout, Duration::from_secs(4));
+    assert_eq!(settings.connect_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(settings.max_response_header, 65536);
+}
+
+#[tokio::test]
+async fn a_request_lost_after_it_was_written_is_not_handed_back() {
+    let (addr, accepted) = silent_upstream(true).await;
     let pool = Pool::new(addr, settings());
 
     let err = pool.send(get("/lost")).await.unwrap_err();
@@ -364,6 +401,21 @@ async fn a_request_lost_after_it_was_written_is_not_handed_back() {
         "{err:?}"
     );
     assert!(err.request.is_none());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_failure_on_a_new_connection_is_not_retried() {
+    // Whether hyper notices the close before writing (and hands the request back) or after,
+    // the pool makes one attempt only.
+    let (addr, accepted) = silent_upstream(false).await;
+    let pool = Pool::new(addr, settings());
+
+    let err = pool.send(get("/once")).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset),
+        "{err:?}"
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -388,23 +440,6 @@ async fn an_oversized_response_head_is_reported() {
     assert_eq!(body, "big");
 }
 
-/// A request body fed by the test, one chunk at a time.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|data| Ok(Frame::data(data))))
-    }
-}
-
 #[tokio::test]
 async fn request_bodies_stream_to_the_upstream() {
     let upstream = Upstream::start().await;
@@ -425,34 +460,6 @@ async fn request_bodies_stream_to_the_upstream() {
         drop(chunks);
     });
     assert_eq!(response.1, "1024");
-}
-
-/// 64 MiB produced on demand; records how far production ever ran ahead of the app.
-struct Generated {
-    chunks_left: usize,
-    chunk: Bytes,
-    produced: usize,
-    upstream: Arc<State>,
-    max_ahead: Arc<AtomicUsize>,
-}
-
-impl Body for Generated {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.chunks_left == 0 {
-            return Poll::Ready(None);
-        }
-        let ahead = self.produced - self.upstream.uploaded.load(Ordering::SeqCst);
-        self.max_ahead.fetch_max(ahead, Ordering::SeqCst);
-        self.chunks_left -= 1;
-        self.produced += self.chunk.len();
-        Poll::Ready(Some(Ok(Frame::data(self.chunk.clone()))))
-    }
 }
 
 #[tokio::test]

@@ -1,13 +1,17 @@
-//! A real hyper HTTP/1.1 upstream for the pool tests, and small request helpers.
+//! Test upstreams (a real hyper HTTP/1.1 server and a silent raw one), request bodies and
+//! small helpers for the pool tests.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -15,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::upstream::pool::{Pool, PoolSettings};
@@ -195,5 +199,73 @@ pub(super) async fn eventually(what: &str, mut condition: impl FnMut() -> bool) 
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A raw TCP upstream that never answers: it reads the request head first when `read_head`,
+/// then closes. Returns its address and a count of accepted connections.
+pub(super) async fn silent_upstream(read_head: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut head = Vec::new();
+            let mut buf = [0; 1024];
+            while read_head && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+    });
+    (addr, accepted)
+}
+
+/// A request body fed by the test, one chunk at a time.
+pub(super) struct ChannelBody(pub(super) mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|data| Ok(Frame::data(data))))
+    }
+}
+
+/// 64 MiB produced on demand; records how far production ever ran ahead of the app.
+pub(super) struct Generated {
+    pub(super) chunks_left: usize,
+    pub(super) chunk: Bytes,
+    pub(super) produced: usize,
+    pub(super) upstream: Arc<State>,
+    pub(super) max_ahead: Arc<AtomicUsize>,
+}
+
+impl Body for Generated {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.chunks_left == 0 {
+            return Poll::Ready(None);
+        }
+        let ahead = self.produced - self.upstream.uploaded.load(Ordering::SeqCst);
+        self.max_ahead.fetch_max(ahead, Ordering::SeqCst);
+        self.chunks_left -= 1;
+        self.produced += self.chunk.len();
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.clone()))))
     }
 }
