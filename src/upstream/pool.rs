@@ -49,6 +49,9 @@ use error::{BoxError, Failure, classify};
 /// hyper panics when `max_buf_size` is below this.
 const MIN_MAX_BUF_SIZE: usize = 8192;
 
+/// Longer idle timeouts are cut to this, which keeps deadline arithmetic far from overflow.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How a replica's pool behaves; built from the upstream's validated config.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -56,7 +59,7 @@ pub struct PoolSettings {
     pub max_connections: usize,
     /// How long a request waits for a connection when the cap is reached.
     pub queue_timeout: Duration,
-    /// Idle connections are closed after this. Zero disables reuse.
+    /// Idle connections are closed after this. Zero disables reuse; at most one day.
     pub idle_timeout: Duration,
     /// Limit on establishing the TCP connection; `None` waits for the OS.
     pub connect_timeout: Option<Duration>,
@@ -139,7 +142,8 @@ where
     B::Error: Into<BoxError>,
 {
     /// A pool for the replica at `addr`. Connects lazily, on the first request.
-    pub fn new(addr: SocketAddr, settings: PoolSettings) -> Arc<Self> {
+    pub fn new(addr: SocketAddr, mut settings: PoolSettings) -> Arc<Self> {
+        settings.idle_timeout = settings.idle_timeout.min(MAX_IDLE_TIMEOUT);
         let max_connections = settings.max_connections.min(Semaphore::MAX_PERMITS);
         let mut builder = http1::Builder::new();
         // hyper reports a head that overflows its read buffer as a "too large" parse error, so
