@@ -4,3 +4,4 @@ pub mod config;
 pub mod forwarded;
 pub mod normalize;
 pub mod tls;
+pub mod upstream;

@@ -1,0 +1,571 @@
+use super::*;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use http_body_util::{BodyExt, Empty, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
+
+mod support;
+
+use support::*;
+
+#[test]
+fn futures_and_bodies_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let pool = Pool::<TestBody>::new(([127, 0, 0, 1], 9).into(), settings());
+    send_sync(&pool);
+    send(pool.send(get("/")));
+    let _: fn(PooledBody) = |body| send_sync(&body);
+}
+
+#[test]
+fn error_labels_are_distinct() {
+    let kinds = [
+        ErrorKind::ConnectRefused,
+        ErrorKind::ConnectTimeout,
+        ErrorKind::Connect,
+        ErrorKind::QueueTimeout,
+        ErrorKind::Closed,
+        ErrorKind::Reset,
+        ErrorKind::ResponseHeadTooLarge,
+        ErrorKind::Other,
+    ];
+    let labels: std::collections::BTreeSet<_> = kinds.iter().map(ErrorKind::as_str).collect();
+    assert_eq!(labels.len(), kinds.len());
+    assert_eq!(ErrorKind::ConnectRefused.as_str(), "connect_refused");
+    assert_eq!(ErrorKind::QueueTimeout.to_string(), "queue_timeout");
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_connection() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    let (first, body) = fetch(&pool, get("/")).await;
+    assert_eq!(body, "ok");
+    let (second, _) = fetch(&pool, get("/")).await;
+    // A body-less response goes back to the idle list without being read.
+    let third = pool.send(get("/empty")).await.unwrap();
+    assert_eq!(third.status(), StatusCode::NO_CONTENT);
+    let (fourth, _) = fetch(&pool, get("/")).await;
+
+    assert_eq!(upstream.accepted(), 1);
+    assert_eq!(upstream.requests(), 4);
+    assert_eq!(conn_id(&first), conn_id(&fourth));
+    assert_eq!(conn_id(&second), conn_id(&third));
+    assert_eq!(
+        pool.stats(),
+        PoolStats {
+            open: 1,
+            idle: 1,
+            waiting: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn most_recently_returned_connection_is_used_first() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    let (a, b) = tokio::join!(pool.send(get("/hold")), async {
+        eventually("first request held", || upstream.held() == 1).await;
+        let b = pool.send(get("/hold"));
+        upstream.release(2);
+        b.await
+    });
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(conn_id(&a), conn_id(&b));
+    let last_returned = conn_id(&b);
+    a.into_body().collect().await.unwrap();
+    b.into_body().collect().await.unwrap();
+    assert_eq!(pool.stats().idle, 2);
+
+    let (next, _) = fetch(&pool, get("/")).await;
+    assert_eq!(conn_id(&next), last_returned);
+    assert_eq!(upstream.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_consumer_that_stops_at_end_of_stream_still_returns_the_connection() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    let mut body = pool.send(get("/")).await.unwrap().into_body();
+    while !body.is_end_stream() {
+        body.frame().await.unwrap().unwrap();
+    }
+    // The body is still alive and was never polled to `None`.
+    assert_eq!(pool.stats().idle, 1);
+    drop(body);
+    fetch(&pool, get("/")).await;
+    assert_eq!(upstream.accepted(), 1);
+}
+
+#[tokio::test]
+async fn upstream_sockets_have_nodelay() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stream = connect_tcp(listener.local_addr().unwrap(), Some(DEADLINE))
+        .await
+        .ok()
+        .unwrap();
+    assert!(stream.nodelay().unwrap());
+}
+
+#[tokio::test]
+async fn connect_refused_hands_the_request_back() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let pool = Pool::new(addr, settings());
+
+    let err = pool.send(get("/refused")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ConnectRefused);
+    assert_eq!(err.request.unwrap().uri().path(), "/refused");
+    assert_eq!(pool.stats().open, 0);
+}
+
+#[tokio::test]
+async fn connect_gives_up_after_connect_timeout() {
+    // A listener that never accepts, with its accept queue full: Linux drops further SYNs, so
+    // a connect hangs until the client gives up.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(stream) => queued.push(stream.unwrap()),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    let pool = Pool::new(
+        addr,
+        PoolSettings {
+            connect_timeout: Some(Duration::from_millis(100)),
+            ..settings()
+        },
+    );
+
+    let err = pool.send(get("/slow")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ConnectTimeout);
+    assert_eq!(err.request.unwrap().uri().path(), "/slow");
+    assert_eq!(pool.stats().open, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_cap_wait_for_a_connection() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(
+        upstream.addr,
+        PoolSettings {
+            max_connections: 2,
+            ..settings()
+        },
+    );
+
+    let requests = (0..3).map(|_| fetch(&pool, get("/hold")));
+    let (responses, ()) = tokio::join!(futures_util::future::join_all(requests), async {
+        eventually("two requests held and one queued", || {
+            upstream.held() == 2 && pool.stats().waiting == 1
+        })
+        .await;
+        assert_eq!(upstream.accepted(), 2);
+        assert_eq!(pool.stats().open, 2);
+        upstream.release(1);
+        eventually("the queued request to reach the upstream", || {
+            upstream.held() == 3
+        })
+        .await;
+        upstream.release(2);
+    });
+
+    for (_, body) in &responses {
+        assert_eq!(body, "held");
+    }
+    assert_eq!(upstream.accepted(), 2);
+    assert_eq!(
+        pool.stats(),
+        PoolStats {
+            open: 2,
+            idle: 2,
+            waiting: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn queue_timeout_hands_the_request_back() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(
+        upstream.addr,
+        PoolSettings {
+            max_connections: 1,
+            queue_timeout: Duration::from_millis(50),
+            ..settings()
+        },
+    );
+
+    let ((), held) = tokio::join!(
+        async {
+            eventually("first request held", || upstream.held() == 1).await;
+            let err = pool.send(get("/queued")).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::QueueTimeout);
+            assert_eq!(err.request.unwrap().uri().path(), "/queued");
+            assert_eq!(pool.stats().waiting, 0);
+            upstream.release(1);
+        },
+        fetch(&pool, get("/hold")),
+    );
+    assert_eq!(held.1, "held");
+    assert_eq!(upstream.accepted(), 1);
+    assert_eq!(upstream.requests(), 1);
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_idle_timeout() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(
+        upstream.addr,
+        PoolSettings {
+            idle_timeout: Duration::from_millis(100),
+            ..settings()
+        },
+    );
+
+    fetch(&pool, get("/")).await;
+    eventually("the upstream to see the idle connection closed", || {
+        upstream.closed() == 1
+    })
+    .await;
+    eventually("the pool to forget it", || {
+        pool.stats() == PoolStats::default()
+    })
+    .await;
+
+    fetch(&pool, get("/")).await;
+    assert_eq!(upstream.accepted(), 2);
+}
+
+#[tokio::test]
+async fn expired_idle_connections_are_skipped_on_checkout() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    fetch(&pool, get("/")).await;
+    {
+        let mut idle = pool.lock_idle();
+        let conn = idle.conns.back_mut().unwrap();
+        conn.idle_since = Instant::now().checked_sub(Duration::from_secs(61)).unwrap();
+    }
+    fetch(&pool, get("/")).await;
+
+    assert_eq!(upstream.accepted(), 2);
+    eventually("the expired connection closed", || upstream.closed() == 1).await;
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_is_not_reused() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    fetch(&pool, get("/")).await;
+    upstream.drop_connections();
+    eventually("the pool to see the close", || pool.stats().open == 0).await;
+
+    let (_, body) = fetch(&pool, get("/")).await;
+    assert_eq!(body, "ok");
+    assert_eq!(upstream.accepted(), 2);
+    assert_eq!(upstream.requests(), 2);
+}
+
+/// Driver of a hyper client connection over an in-memory pipe, polled by hand in tests.
+type PipeConnection = http1::Connection<TokioIo<DuplexStream>, TestBody>;
+
+/// The race the transparent retry exists for: the app closes a kept-alive connection after we
+/// picked it but before hyper wrote anything. This puts such a connection at the top of the
+/// idle list; it runs over an in-memory pipe and the test drives it by hand, so the order of
+/// events is exact. Returns its driver and the app's end of the pipe.
+async fn closing_idle_connection(pool: &Arc<Pool<TestBody>>) -> (PipeConnection, DuplexStream) {
+    let (client_io, mut app_io) = tokio::io::duplex(4096);
+    let (sender, mut connection) = http1::handshake(TokioIo::new(client_io)).await.unwrap();
+    // One poll: the dispatcher finds nothing to read and asks for a request.
+    std::future::poll_fn(|cx| {
+        assert!(Pin::new(&mut connection).poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    assert!(sender.is_ready());
+    pool.put_idle(Box::new(Conn {
+        pool: Arc::downgrade(pool),
+        sender,
+        idle_since: Instant::now(),
+    }));
+    app_io.shutdown().await.unwrap();
+    (connection, app_io)
+}
+
+#[tokio::test]
+async fn a_request_handed_back_by_a_reused_connection_is_retried_on_a_new_one() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+    let (connection, mut app_io) = closing_idle_connection(&pool).await;
+
+    let post = Request::post("/form")
+        .body(Full::new(Bytes::from_static(b"a=1")).boxed())
+        .unwrap();
+    let (response, ()) = tokio::join!(pool.send(post), async move {
+        connection.await.unwrap();
+    });
+
+    let response = response.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(upstream.accepted(), 1);
+    assert_eq!(upstream.requests(), 1);
+    let mut written = Vec::new();
+    app_io.read_to_end(&mut written).await.unwrap();
+    assert!(
+        written.is_empty(),
+        "the closing connection must not have carried the request"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_at_the_cap_makes_room_by_closing_an_idle_connection() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(
+        upstream.addr,
+        PoolSettings {
+            max_connections: 1,
+            ..settings()
+        },
+    );
+    fetch(&pool, get("/")).await;
+    let (connection, _app_io) = closing_idle_connection(&pool).await;
+    assert_eq!(
+        pool.stats(),
+        PoolStats {
+            open: 1,
+            idle: 2,
+            waiting: 0
+        }
+    );
+
+    let (response, ()) = tokio::join!(pool.send(get("/retried")), async move {
+        connection.await.unwrap();
+    });
+
+    assert_eq!(response.unwrap().status(), StatusCode::OK);
+    assert_eq!(upstream.accepted(), 2);
+    eventually("the evicted idle connection closed", || {
+        upstream.closed() == 1
+    })
+    .await;
+}
+
+#[test]
+fn settings_follow_the_upstream_config() {
+    let upstream = crate::config::Upstream {
+        name: "app".into(),
+        replicas: Vec::new(),
+        max_connections: 3,
+        queue_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(4),
+        max_response_header: 65536,
+    };
+    let settings = PoolSettings::for_upstream(&upstream, Some(Duration::from_secs(5)));
+    assert_eq!(settings.max_connections, 3);
+    assert_eq!(settings.queue_timeout, Duration::from_secs(1));
+    assert_eq!(settings.idle_timeout, Duration::from_secs(4));
+    assert_eq!(settings.connect_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(settings.max_response_header, 65536);
+}
+
+#[tokio::test]
+async fn a_request_lost_after_it_was_written_is_not_handed_back() {
+    let (addr, accepted) = silent_upstream(true).await;
+    let pool = Pool::new(addr, settings());
+
+    let err = pool.send(get("/lost")).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset),
+        "{err:?}"
+    );
+    assert!(err.request.is_none());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_failure_on_a_new_connection_is_not_retried() {
+    // Whether hyper notices the close before writing (and hands the request back) or after,
+    // the pool makes one attempt only.
+    let (addr, accepted) = silent_upstream(false).await;
+    let pool = Pool::new(addr, settings());
+
+    let err = pool.send(get("/once")).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset),
+        "{err:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_oversized_response_head_is_reported() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    let err = pool.send(get("/big-head")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ResponseHeadTooLarge, "{err:?}");
+    assert!(err.request.is_none());
+    assert_eq!(pool.stats().idle, 0);
+
+    let big_enough = Pool::new(
+        upstream.addr,
+        PoolSettings {
+            max_response_header: 128 * 1024,
+            ..settings()
+        },
+    );
+    let (_, body) = fetch(&big_enough, get("/big-head")).await;
+    assert_eq!(body, "big");
+}
+
+#[tokio::test]
+async fn request_bodies_stream_to_the_upstream() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+    let (chunks, rx) = mpsc::channel(1);
+    let req = Request::post("/upload")
+        .body(ChannelBody(rx).boxed())
+        .unwrap();
+
+    let (response, ()) = tokio::join!(fetch(&pool, req), async {
+        chunks.send(Bytes::from(vec![1; 1000])).await.unwrap();
+        // The first chunk reaches the app while the body is still open: nothing collects it.
+        eventually("the first chunk upstream", || {
+            upstream.state.uploaded.load(Ordering::SeqCst) == 1000
+        })
+        .await;
+        chunks.send(Bytes::from(vec![2; 24])).await.unwrap();
+        drop(chunks);
+    });
+    assert_eq!(response.1, "1024");
+}
+
+#[tokio::test]
+async fn a_large_request_body_passes_with_bounded_buffering() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+    let max_ahead = Arc::new(AtomicUsize::new(0));
+    let body = Generated {
+        chunks_left: 1024,
+        chunk: Bytes::from(vec![0; 64 * 1024]),
+        produced: 0,
+        upstream: Arc::clone(&upstream.state),
+        max_ahead: Arc::clone(&max_ahead),
+    };
+
+    let (_, answer) = fetch(&pool, Request::post("/upload").body(body.boxed()).unwrap()).await;
+
+    assert_eq!(answer, (64 * 1024 * 1024).to_string());
+    // Socket buffers and hyper's own buffers, not the whole body.
+    let ahead = max_ahead.load(Ordering::SeqCst);
+    assert!(
+        ahead < 16 * 1024 * 1024,
+        "ran {ahead} bytes ahead of the app"
+    );
+}
+
+#[tokio::test]
+async fn dropping_a_body_early_discards_its_connection() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    let response = pool.send(get("/large")).await.unwrap();
+    drop(response);
+    eventually("the upstream to see the connection closed", || {
+        upstream.closed() == 1
+    })
+    .await;
+    assert_eq!(pool.stats().idle, 0);
+
+    fetch(&pool, get("/")).await;
+    assert_eq!(upstream.accepted(), 2);
+}
+
+#[tokio::test]
+async fn close_idle_closes_idle_sockets() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    fetch(&pool, get("/")).await;
+    assert_eq!(pool.stats().idle, 1);
+    pool.close_idle();
+    assert_eq!(pool.stats().idle, 0);
+    eventually("the upstream to see EOF", || upstream.closed() == 1).await;
+    eventually("the slot to be freed", || pool.stats().open == 0).await;
+
+    fetch(&pool, get("/")).await;
+    assert_eq!(upstream.accepted(), 2);
+    assert_eq!(pool.stats().idle, 1);
+}
+
+#[tokio::test]
+async fn retire_closes_connections_as_their_responses_end() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    let (held, ()) = tokio::join!(fetch(&pool, get("/hold")), async {
+        eventually("request held", || upstream.held() == 1).await;
+        fetch(&pool, get("/")).await;
+        assert_eq!(pool.stats().idle, 1);
+
+        pool.retire();
+        assert_eq!(pool.stats().idle, 0);
+        eventually("the idle connection closed", || upstream.closed() == 1).await;
+        upstream.release(1);
+    });
+    assert_eq!(held.1, "held");
+    eventually("the in-flight connection closed", || upstream.closed() == 2).await;
+    assert_eq!(pool.stats().idle, 0);
+
+    // A retired pool still serves, one connection per request.
+    fetch(&pool, get("/")).await;
+    assert_eq!(upstream.accepted(), 3);
+    eventually("that one closed too", || upstream.closed() == 3).await;
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_is_handed_over_and_never_pooled() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+    let req = Request::get("/upgrade")
+        .header("host", "app")
+        .header("connection", "upgrade")
+        .header("upgrade", "echo")
+        .body(Empty::new().boxed())
+        .unwrap();
+
+    let mut response = pool.send(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut tunnel = TokioIo::new(hyper::upgrade::on(&mut response).await.unwrap());
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut echoed = [0; 4];
+    tunnel.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping");
+    drop(response);
+    assert_eq!(pool.stats().idle, 0);
+
+    fetch(&pool, get("/")).await;
+    assert_eq!(upstream.accepted(), 2);
+}
