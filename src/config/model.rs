@@ -283,7 +283,11 @@ pub enum Action {
     Proxy { upstream: String },
     /// Redirect: status is 301, 302, 303, 307 or 308 (default 308). The target is used as is;
     /// `preserve_path` appends the request path and query.
-    Redirect { to: String, status: StatusCode, preserve_path: bool },
+    Redirect {
+        to: String,
+        status: StatusCode,
+        preserve_path: bool,
+    },
 }
 
 /// Header edits applied in order: remove, then set.
