@@ -8,6 +8,7 @@ use super::{Config, ConfigError, parse};
 mod defaults;
 mod env;
 mod errors;
+mod reference;
 mod routes;
 mod units;
 
@@ -22,7 +23,7 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 /// An environment lookup over fixed pairs.
-fn fake_env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+fn fake_env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     let vars: Vec<(String, String)> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
