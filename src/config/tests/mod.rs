@@ -9,6 +9,7 @@ mod defaults;
 mod env;
 mod errors;
 mod reference;
+mod robust;
 mod routes;
 mod units;
 
