@@ -143,7 +143,8 @@ pub(crate) fn find_overrides(
             .iter()
             .find(|(_, canonical)| *canonical == var)
             .map(|(a, _)| *a);
-        let value = match (env(var), alias.and_then(|a| env(a).map(|v| (a, v)))) {
+        // Which variable supplied the value (the full name or its shorthand), and the value.
+        let (source, value) = match (env(var), alias.and_then(|a| env(a).map(|v| (a, v)))) {
             (Some(_), Some((alias, _))) => {
                 diag.env_error(
                     var,
@@ -158,15 +159,15 @@ pub(crate) fn find_overrides(
         };
         if let [(segments, kind)] = keys.as_slice() {
             found.push(Override {
-                var: value.0,
+                var: source,
                 segments: segments.clone(),
                 kind: *kind,
-                value: value.1,
+                value,
             });
         } else {
             let names: Vec<String> = keys.iter().map(|(s, _)| s.join(".")).collect();
             diag.env_error(
-                &value.0,
+                &source,
                 names[0].clone(),
                 format!("ambiguous: matches {}", names.join(", ")),
             );
