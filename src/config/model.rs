@@ -163,8 +163,8 @@ pub struct Http2 {
 pub struct Tls {
     /// `[[tls.certificates]]` in file order.
     pub certificates: Vec<CertificateFiles>,
-    /// Where the self-signed fallback is kept; default `certs` next to the config file's
-    /// parent directory... resolved to an absolute path by validation.
+    /// Where the self-signed fallback is kept; default `certs` in the config file's directory.
+    /// Relative paths in the file are joined with that directory, so this is absolute.
     pub self_signed_dir: PathBuf,
     /// Server-side session cache entries; default 4096.
     pub session_cache_size: usize,
@@ -234,10 +234,11 @@ pub struct Upstream {
     pub max_response_header: usize,
 }
 
-/// One replica as written: `host:port` (an IP literal for now) and a weight (default 1).
+/// One replica: `host:port` and a weight (default 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaAddr {
-    /// As written, for display and DNS; e.g. `127.0.0.1:8000` or `app:8000`.
+    /// An IPv4 literal, an IPv6 literal without brackets (`::1`), or a lower-case DNS name
+    /// (`app`); `(host.as_str(), port)` can be handed to a resolver as is.
     pub host: String,
     pub port: u16,
     pub weight: u32,
@@ -283,7 +284,11 @@ pub enum Action {
     Proxy { upstream: String },
     /// Redirect: status is 301, 302, 303, 307 or 308 (default 308). The target is used as is;
     /// `preserve_path` appends the request path and query.
-    Redirect { to: String, status: StatusCode, preserve_path: bool },
+    Redirect {
+        to: String,
+        status: StatusCode,
+        preserve_path: bool,
+    },
 }
 
 /// Header edits applied in order: remove, then set.

@@ -1,0 +1,172 @@
+//! The list of every scalar setting that can be overridden from the environment.
+//!
+//! It drives three things: which `EDGEWARD_*` variables are recognised (and how their values
+//! are typed), the reference table in `docs/configuration.md`, and a test that feeds every
+//! entry through the parser. When adding a key to a raw type in `raw.rs`, add it here too; the
+//! tests fail if the two disagree.
+
+/// The type of a setting, as far as the environment and the docs care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Bool,
+    Int,
+    Str,
+    Duration,
+    /// A duration, or `"off"` / `"0s"` for none.
+    DurationOrOff,
+    /// Bytes as an integer, or a string with a unit.
+    Size,
+    Addr,
+    Path,
+    Choice(&'static [&'static str]),
+}
+
+impl Kind {
+    /// Short type description for the reference table.
+    fn describe(self) -> String {
+        match self {
+            Kind::Bool => "bool".into(),
+            Kind::Int => "integer".into(),
+            Kind::Str => "string".into(),
+            Kind::Duration => "duration".into(),
+            Kind::DurationOrOff => "duration or \"off\"".into(),
+            Kind::Size => "size".into(),
+            Kind::Addr => "socket address".into(),
+            Kind::Path => "path".into(),
+            Kind::Choice(options) => options
+                .iter()
+                .map(|o| format!("\"{o}\""))
+                .collect::<Vec<_>>()
+                .join(" or "),
+        }
+    }
+}
+
+/// One overridable setting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyInfo {
+    /// Dotted path; `<name>` stands for a listener or upstream name from the file.
+    pub(crate) path: &'static str,
+    pub(crate) kind: Kind,
+    /// As shown in the docs.
+    pub(crate) default: &'static str,
+    /// One line, no `|`.
+    pub(crate) doc: &'static str,
+    /// A second, shorter variable name accepted for the same key.
+    pub(crate) alias: Option<&'static str>,
+}
+
+const fn key(path: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> KeyInfo {
+    KeyInfo {
+        path,
+        kind,
+        default,
+        doc,
+        alias: None,
+    }
+}
+
+const CLIENT_IP_HEADERS: &[&str] = &["x-forwarded-for", "forwarded"];
+const LOG_FORMATS: &[&str] = &["text", "json"];
+
+use Kind::{Addr, Bool, Choice, Duration, DurationOrOff, Int, Path, Size, Str};
+
+/// Every overridable scalar key, grouped by section in the order of `config/edgeward.toml`.
+// One key per line keeps this readable as a table.
+#[rustfmt::skip]
+pub(crate) const KEYS: &[KeyInfo] = &[
+    key("listeners.<name>.listen", Addr, "(required)", "Address to bind, e.g. `0.0.0.0:8080` or `[::]:8443`."),
+    key("listeners.<name>.tls", Bool, "false", "Terminate TLS (certificates from `[[tls.certificates]]`, else self-signed)."),
+    key("listeners.<name>.v6_only", Bool, "OS default", "IPv6 addresses only: `true` v6-only, `false` dual-stack."),
+    key("listeners.<name>.proxy_protocol", Bool, "false", "Require a PROXY protocol v1/v2 header from `trusted_proxies` peers."),
+    key("listeners.<name>.client_ip_header", Choice(CLIENT_IP_HEADERS), "\"x-forwarded-for\"", "Header that trusted peers use to pass on the client chain."),
+    key("listeners.<name>.redirect_https", Bool, "false", "Plain listeners only: answer with a 308 to HTTPS."),
+    key("listeners.<name>.https_port", Int, "first TLS listener's port", "Port used in HTTPS redirect targets."),
+    key("admin.listen", Addr, "\"127.0.0.1:9901\"", "Admin listener (metrics, health, status)."),
+    key("admin.token", Str, "none", "Bearer token required on every admin request."),
+    key("admin.max_connections", Int, "64", "Open connection budget of the admin listener."),
+    key("probe.listen", Addr, "none", "Optional listener with only health endpoints, for orchestrator probes."),
+    key("probe.metrics", Bool, "false", "Also serve `/metrics` on the probe listener."),
+    key("probe.max_connections", Int, "64", "Open connection budget of the probe listener."),
+    key("server.max_request_header", Size, "\"16KiB\"", "Largest request head (8KiB to 1MiB); larger gets 431."),
+    key("server.max_headers", Int, "100", "Most request header fields (1 to 10000)."),
+    key("server.max_uri", Size, "\"8KiB\"", "Longest request target; longer gets 414."),
+    key("server.max_body", Size, "\"100MiB\"", "Default request body cap; routes may override."),
+    key("server.max_connections", Int, "10000", "Open data-plane connections, all listeners together."),
+    key("server.max_connections_per_ip", Int, "256", "Open connections per client address; 0 = unlimited."),
+    key("server.max_requests_per_connection", Int, "0", "Requests served per connection; 0 = unlimited."),
+    key("server.max_connection_age", DurationOrOff, "\"off\"", "Close connections older than this (plus up to 10% jitter)."),
+    key("server.allow_underscore_headers", Bool, "false", "Forward request headers whose names contain `_`."),
+    key("server.forwarded_header", Bool, "false", "Also send an RFC 7239 `Forwarded` header upstream."),
+    key("server.server_header", Str, "none", "`Server` header on the gateway's own responses."),
+    key("timeouts.tls_handshake", Duration, "\"10s\"", "TLS handshake."),
+    key("timeouts.request_header", Duration, "\"10s\"", "From the first byte of a request head to its end."),
+    key("timeouts.keepalive_idle", Duration, "\"60s\"", "Idle keep-alive connection."),
+    key("timeouts.client_body_idle", DurationOrOff, "\"60s\"", "No request body byte for this long gets 408. Routes may override."),
+    key("timeouts.upstream_connect", DurationOrOff, "\"5s\"", "Connecting to a replica. Routes may override."),
+    key("timeouts.upstream_header", DurationOrOff, "\"60s\"", "Request sent to response head; gets 504. Routes may override."),
+    key("timeouts.upstream_body_idle", DurationOrOff, "\"60s\"", "No response body byte for this long (never for event streams). Routes may override."),
+    key("timeouts.tunnel_idle", DurationOrOff, "\"1h\"", "Upgraded connection (WebSocket) with no traffic. Routes may override."),
+    key("http2.max_concurrent_streams", Int, "128", "Streams per HTTP/2 connection."),
+    key("http2.max_header_list_size", Size, "\"16KiB\"", "Largest HTTP/2 header list."),
+    key("http2.max_pending_accept_reset_streams", Int, "20", "Streams reset by the client before being accepted."),
+    key("http2.max_local_error_reset_streams", Int, "1024", "Streams the server may reset for protocol errors."),
+    key("http2.keepalive_interval", DurationOrOff, "\"30s\"", "Keep-alive PING interval."),
+    key("http2.keepalive_timeout", Duration, "\"10s\"", "PING acknowledgement timeout."),
+    key("tls.self_signed_dir", Path, "\"certs\"", "Where the self-signed fallback certificate is kept."),
+    key("tls.session_cache_size", Int, "4096", "Server-side TLS session cache entries."),
+    key("tls.tickets", Bool, "true", "Issue TLS 1.3 session tickets."),
+    key("hsts.max_age", Duration, "\"365d\"", "`max-age` of `Strict-Transport-Security` (setting any hsts key enables it)."),
+    key("hsts.include_subdomains", Bool, "false", "Add `includeSubDomains`."),
+    key("hsts.preload", Bool, "false", "Add `preload` (needs include_subdomains and max_age of at least 365d)."),
+    KeyInfo {
+        alias: Some("EDGEWARD_LOG_FORMAT"),
+        ..key("log.format", Choice(LOG_FORMATS), "\"text\"", "Log output format.")
+    },
+    KeyInfo {
+        alias: Some("EDGEWARD_LOG_LEVEL"),
+        ..key("log.level", Str, "\"info\"", "`EnvFilter` directives, e.g. `info,edgeward=debug`.")
+    },
+    key("log.access_log", Bool, "true", "Log one line per request."),
+    key("shutdown.propagation_delay", Duration, "\"5s\"", "After SIGTERM, keep serving this long while load balancers notice."),
+    key("shutdown.drain_timeout", Duration, "\"30s\"", "Then wait this long for in-flight requests."),
+    key("shutdown.stream_timeout", Duration, "\"10s\"", "Grace for long-lived streams (WebSocket, SSE) once draining."),
+    key("upstreams.<name>.max_connections", Int, "256", "Open connections per replica."),
+    key("upstreams.<name>.queue_timeout", Duration, "\"1s\"", "Waiting for a free connection slot longer than this gets 503."),
+    key("upstreams.<name>.idle_timeout", Duration, "\"4s\"", "Idle pooled connections close after this (below uvicorn's 5s)."),
+    key("upstreams.<name>.max_response_header", Size, "\"64KiB\"", "Largest upstream response head (8KiB to 1MiB); larger gets 502."),
+];
+
+/// The variable that overrides a concrete key path: segments upper-cased, `-` as `_`, joined
+/// by `__`.
+pub(crate) fn env_var_for(segments: &[&str]) -> String {
+    let joined: Vec<String> = segments
+        .iter()
+        .map(|s| s.to_ascii_uppercase().replace('-', "_"))
+        .collect();
+    format!("EDGEWARD_{}", joined.join("__"))
+}
+
+/// Markdown table of every overridable scalar key: key path, env var, type, default,
+/// description.
+pub fn reference_table() -> String {
+    let mut out = String::from(
+        "| Key | Environment variable | Type | Default | Description |\n|---|---|---|---|---|\n",
+    );
+    for key in KEYS {
+        let segments: Vec<&str> = key.path.split('.').collect();
+        let mut var = format!("`{}`", env_var_for(&segments));
+        if let Some(alias) = key.alias {
+            var.push_str(&format!(" or `{alias}`"));
+        }
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            key.path,
+            var,
+            key.kind.describe(),
+            key.default,
+            key.doc
+        ));
+    }
+    out
+}
