@@ -1,7 +1,51 @@
-//! edgeward: an edge gateway.
+//! edgeward: an edge gateway for app containers.
+//!
+//! # Layout
+//!
+//! The module list reads like the path a request takes:
+//!
+//! - [`listener`]: bind, accept within connection budgets, optional PROXY protocol
+//!   ([`proxy_protocol`]), TLS ([`tls`]: certificate store, SNI resolver, self-signed
+//!   fallback), and the hyper connection chosen from ALPN.
+//! - [`service`]: per request, load the [`snapshot`] once, resolve the client
+//!   ([`forwarded`]), normalise authority and path ([`normalize`]), redirect to HTTPS, route
+//!   ([`router`]), act.
+//! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
+//!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
+//! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table.
+//! - Beside the request path: [`config`] (raw file, validation, the validated model),
+//!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
+//!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
+//!
+//! # Request flow
+//!
+//! ```text
+//! listener ─► [PROXY header] ─► [TLS, ALPN] ─► hyper h1/h2 ─► service::handle
+//!   service: snapshot.load_full() ─► client identity + request id ─► normalise authority/path
+//!          ─► https redirect? ─► router ─► allow/deny ─┬─► redirect
+//!                                                      └─► proxy: pick replica ─► pool ─► app
+//! side: config ─► Snapshot (ArcSwap) · replica registry (state kept across snapshots)
+//!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
+//! ```
+//!
+//! A request holds its snapshot until the response head is returned; a streaming response
+//! keeps only its replica's in-flight guard.
 
+pub mod admin;
+pub mod app;
+pub mod body;
 pub mod config;
+pub mod demo;
+pub mod error;
 pub mod forwarded;
+pub mod listener;
 pub mod normalize;
+pub mod probe;
+pub mod proxy;
+pub mod proxy_protocol;
+pub mod router;
+pub mod service;
+pub mod snapshot;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;

@@ -1,1 +1,197 @@
-fn main() {}
+//! The `edgeward` command: `run`, `check`, `probe`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use edgeward::config::{self, LogFormat};
+
+/// An edge gateway: TLS, unspoofable forwarding headers, readiness-aware load balancing.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Config file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/edgeward.toml",
+            env = "EDGEWARD_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Run the gateway in front of a small built-in demo app (JSON echo, SSE ticker,
+    /// WebSocket echo, health probes) listening on the `app` upstream's address.
+    Demo {
+        /// Config file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/edgeward.toml",
+            env = "EDGEWARD_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Validate a config file and print every problem with file, line and key.
+    Check {
+        /// Config file.
+        #[arg(
+            long,
+            short,
+            default_value = "config/edgeward.toml",
+            env = "EDGEWARD_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise (for container HEALTHCHECKs, where
+    /// there is no shell or curl).
+    Probe {
+        /// For example `http://127.0.0.1:9901/health/ready`.
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => {
+            let cfg = match config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_tracing(cfg.log.format, &cfg.log.level);
+            match runtime().and_then(|rt| {
+                rt.block_on(edgeward::app::run(cfg))
+                    .context("edgeward stopped")
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err:#}");
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo { config } => {
+            let cfg = match config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_tracing(cfg.log.format, &cfg.log.level);
+            match runtime().and_then(|rt| rt.block_on(demo(cfg))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Probe { url, timeout } => {
+            let outcome = runtime().and_then(|rt| {
+                rt.block_on(edgeward::probe::get(&url, Duration::from_secs(timeout)))
+                    .map_err(Into::into)
+            });
+            match outcome {
+                Ok(status) if status.is_success() => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("{url}: {status}");
+                    ExitCode::FAILURE
+                }
+                Err(err) => {
+                    eprintln!("{url}: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Starts the demo app on the `app` upstream's first replica, prints where to look, and runs
+/// the gateway.
+async fn demo(cfg: config::Config) -> anyhow::Result<()> {
+    let replica = cfg
+        .upstreams
+        .get("app")
+        .and_then(|u| u.replicas.first())
+        .context("the demo needs an upstream named \"app\" (the shipped config has one)")?;
+    let addr: std::net::SocketAddr = format!("{}:{}", replica.host, replica.port)
+        .parse()
+        .context("the demo app listens on the `app` upstream's first replica, which must be an IP address")?;
+    let listener = edgeward::demo::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind the demo app on {addr}"))?;
+    tokio::spawn(edgeward::demo::serve(listener));
+    println!("edgeward demo: the demo app listens on {addr}; the gateway is in front of it:");
+    for l in &cfg.listeners {
+        let scheme = if l.tls { "https" } else { "http" };
+        println!(
+            "  {scheme}://localhost:{}/          landing page",
+            l.addr.port()
+        );
+        println!(
+            "  {scheme}://localhost:{}/echo      what the app received (forwarding headers)",
+            l.addr.port()
+        );
+        println!(
+            "  {scheme}://localhost:{}/events    server-sent events",
+            l.addr.port()
+        );
+    }
+    if cfg.listeners.iter().any(|l| l.tls) {
+        println!("  (HTTPS uses a self-signed certificate: curl -k, or accept it in the browser)");
+    }
+    println!(
+        "  http://{}/health/ready   the gateway's readiness (admin listener)",
+        cfg.admin.addr
+    );
+    edgeward::app::run(cfg).await.context("edgeward stopped")
+}
+
+/// One runtime thread per core is tokio's default; the worker count can be pinned with
+/// `TOKIO_WORKER_THREADS`.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

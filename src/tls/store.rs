@@ -51,6 +51,25 @@ struct Table {
     default: Option<Arc<CertifiedKey>>,
 }
 
+/// Exact name, then one-label wildcard.
+fn lookup(table: &Table, name: &str) -> Option<Arc<CertifiedKey>> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    // rustls lower-cases SNI already; the admin page and tests may not.
+    let lowered;
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        lowered = name.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        name
+    };
+    if let Some(key) = table.exact.get(name) {
+        return Some(Arc::clone(key));
+    }
+    name.split_once('.')
+        .and_then(|(_, parent)| table.wildcard.get(parent))
+        .map(Arc::clone)
+}
+
 #[derive(Default)]
 struct Sources {
     files: Vec<LoadedCert>,
@@ -127,27 +146,14 @@ impl CertStore {
     /// The certificate a handshake with this SNI would get.
     pub fn resolve_name(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let table = self.table.load();
-        if let Some(name) = sni {
-            let name = name.strip_suffix('.').unwrap_or(name);
-            // rustls lower-cases SNI already; the admin page and tests may not.
-            let lowered;
-            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                lowered = name.to_ascii_lowercase();
-                lowered.as_str()
-            } else {
-                name
-            };
-            if let Some(key) = table.exact.get(name) {
-                return Some(Arc::clone(key));
-            }
-            if let Some(key) = name
-                .split_once('.')
-                .and_then(|(_, parent)| table.wildcard.get(parent))
-            {
-                return Some(Arc::clone(key));
-            }
-        }
-        table.default.clone()
+        sni.and_then(|name| lookup(&table, name))
+            .or_else(|| table.default.clone())
+    }
+
+    /// Whether some certificate names this host (exactly or by wildcard), not counting the
+    /// default: decides which plain-HTTP hosts get an HTTPS redirect.
+    pub fn covers(&self, host: &str) -> bool {
+        lookup(&self.table.load(), host).is_some()
     }
 
     /// Change the sources and publish a table rebuilt from them. The lock is held across the

@@ -1,5 +1,4 @@
-//! Everything between the proxy and the application replicas.
-//!
-//! - [`pool`]: one replica's HTTP/1.1 connections (checkout, reuse, cap, idle expiry).
+//! Upstreams: replicas with their connection pools, kept across snapshots.
 
 pub mod pool;
+pub mod replica;

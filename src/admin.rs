@@ -1,0 +1,247 @@
+//! Admin and probe listeners: own accept loops and small connection budgets, never routed,
+//! limited or redirected. Both serve `/health/live` and `/health/ready`; the admin listener
+//! also guards against DNS rebinding (`Host` check), requires the token when set, and rejects
+//! cross-site `Origin` on state-changing requests.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::body::ResponseBody;
+
+/// The gateway's own readiness: a latch released when config is loaded, certificates are
+/// available and every listener is bound, and closed again from the first shutdown signal.
+#[derive(Default)]
+pub struct Readiness {
+    config: AtomicBool,
+    certificates: AtomicBool,
+    listeners: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    /// Config loaded and compiled.
+    pub fn config_loaded(&self) {
+        self.config.store(true, Ordering::Release);
+    }
+    /// Certificates available for every TLS listener.
+    pub fn certificates_ready(&self) {
+        self.certificates.store(true, Ordering::Release);
+    }
+    /// Every data-plane listener bound.
+    pub fn listeners_bound(&self) {
+        self.listeners.store(true, Ordering::Release);
+    }
+    /// Shutdown began: report not ready from now on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+    /// Ready to take traffic.
+    pub fn is_ready(&self) -> bool {
+        self.config.load(Ordering::Acquire)
+            && self.certificates.load(Ordering::Acquire)
+            && self.listeners.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Which surface a listener serves.
+#[derive(Clone)]
+pub enum Surface {
+    /// The admin listener with its access rules.
+    Admin {
+        /// Extra accepted `Host` values (lower-case, no port).
+        hosts: Arc<[String]>,
+        /// Required bearer token.
+        token: Option<Arc<str>>,
+    },
+    /// The probe listener: health endpoints only.
+    Probe,
+}
+
+/// State the admin handlers read.
+pub struct AdminState {
+    /// The readiness latch.
+    pub readiness: Arc<Readiness>,
+}
+
+/// Serves `surface` on `listener` with at most `max_connections` at once, until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    surface: Surface,
+    state: Arc<AdminState>,
+    max_connections: usize,
+    stop: CancellationToken,
+) {
+    let budget = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let (stream, _) = tokio::select! {
+            () = stop.cancelled() => return,
+            res = listener.accept() => match res {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+        };
+        // Over budget: close rather than queue, so probes fail fast and visibly.
+        let Ok(permit) = Arc::clone(&budget).try_acquire_owned() else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let surface = surface.clone();
+        let state = Arc::clone(&state);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let resp = handle(&surface, &state, &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn handle(
+    surface: &Surface,
+    state: &AdminState,
+    req: &Request<Incoming>,
+) -> Response<ResponseBody> {
+    if let Surface::Admin { hosts, token } = surface {
+        if !host_allowed(req, hosts) {
+            return text(StatusCode::MISDIRECTED_REQUEST, "unknown host\n");
+        }
+        if let Some(token) = token {
+            if !bearer_matches(req, token) {
+                let mut resp = text(StatusCode::UNAUTHORIZED, "missing or wrong token\n");
+                resp.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer"),
+                );
+                return resp;
+            }
+        }
+        if req.method() != Method::GET && req.method() != Method::HEAD && !same_origin(req) {
+            return text(StatusCode::FORBIDDEN, "cross-site request refused\n");
+        }
+    }
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/health/live") => text(StatusCode::OK, "live\n"),
+        (&Method::GET | &Method::HEAD, "/health/ready") => {
+            if state.readiness.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        (_, "/health/live" | "/health/ready") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Loopback literals, `localhost`, or a configured name; anything else may be a rebinding
+/// attack carrying a victim's cookies to this listener.
+fn host_allowed(req: &Request<Incoming>, hosts: &[String]) -> bool {
+    let Some(host) = req.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = strip_port(host).to_ascii_lowercase();
+    if name == "localhost" || hosts.contains(&name) {
+        return true;
+    }
+    name.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest
+            .split(']')
+            .next()
+            .map_or(host, |h| &host[..h.len() + 2]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Compares in constant time so the token can't be found byte by byte from response timing.
+fn bearer_matches(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    let want = token.as_bytes();
+    given.len() == want.len()
+        && given
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// No `Origin` (curl, scripts) or an `Origin` whose host:port is this request's `Host`.
+fn same_origin(req: &Request<Incoming>) -> bool {
+    let Some(origin) = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let Some(host) = req.headers().get(HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    origin_host.eq_ignore_ascii_case(host)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::Full(Some(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("127.0.0.1:9901"), "127.0.0.1");
+        assert_eq!(strip_port("[::1]:9901"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("localhost"), "localhost");
+    }
+}

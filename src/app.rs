@@ -1,0 +1,284 @@
+//! Wiring: the first snapshot, certificates, listeners, background tasks, and the
+//! container-style shutdown sequence.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState, Readiness, Surface};
+use crate::config::Config;
+use crate::listener::{self, Budget, DataPlane, Listening};
+use crate::service::Shared;
+use crate::snapshot::{BuildError, Snapshot};
+use crate::tls::{self, CertStore, HandshakeFailures, TlsError};
+use crate::upstream::replica::Registry;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The snapshot could not be compiled.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Certificates could not be loaded or made.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listener could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: String,
+        /// Its address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(io::Error),
+}
+
+/// Runs the gateway until a shutdown signal has been handled.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let mut signals = Signals::new().map_err(StartError::Signals)?;
+    let readiness = Arc::new(Readiness::default());
+    let admin_stop = CancellationToken::new();
+    let admin_state = Arc::new(AdminState {
+        readiness: Arc::clone(&readiness),
+    });
+
+    // The admin and probe listeners come up first, so their readiness reports 503 until the
+    // data plane is bound.
+    let admin = bind_plain("admin listener", config.admin.addr)?;
+    tokio::spawn(admin::serve(
+        admin,
+        Surface::Admin {
+            hosts: config.admin.hosts.clone().into(),
+            token: config.admin.token.as_deref().map(Into::into),
+        },
+        Arc::clone(&admin_state),
+        config.admin.max_connections,
+        admin_stop.clone(),
+    ));
+    if let Some(probe) = &config.probe {
+        let l = bind_plain("probe listener", probe.addr)?;
+        tokio::spawn(admin::serve(
+            l,
+            Surface::Probe,
+            Arc::clone(&admin_state),
+            probe.max_connections,
+            admin_stop.clone(),
+        ));
+    }
+
+    let config = Arc::new(config);
+    let registry = Registry::default();
+    let snapshot = Snapshot::build(Arc::clone(&config), &registry, 1).await?;
+    readiness.config_loaded();
+
+    let certs = CertStore::new();
+    let tls_config = if config.listeners.iter().any(|l| l.tls) {
+        load_certificates(&config, &certs)?;
+        Some(tls::server_config(Arc::clone(&certs), &config.tls)?)
+    } else {
+        None
+    };
+    readiness.certificates_ready();
+
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snapshot),
+        registry,
+        certs,
+        tunnels: TaskTracker::new(),
+        stop_streams: CancellationToken::new(),
+    });
+    let plane = Arc::new(DataPlane {
+        shared: Arc::clone(&shared),
+        budget: Budget::new(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+        ),
+        handshakes: Arc::new(HandshakeFailures::new()),
+        conns: TaskTracker::new(),
+        stop_accepting: CancellationToken::new(),
+        drain: CancellationToken::new(),
+    });
+
+    let mut accept_loops = Vec::new();
+    for (index, l) in config.listeners.iter().enumerate() {
+        let socket = listener::bind(l).map_err(|source| StartError::Bind {
+            what: format!("listener {}", l.name),
+            addr: l.addr,
+            source,
+        })?;
+        let this = Arc::new(Listening {
+            index,
+            name: l.name.as_str().into(),
+            tls: if l.tls {
+                tls_config.clone().map(TlsAcceptor::from)
+            } else {
+                None
+            },
+            proxy_protocol: l.proxy_protocol.then(|| l.trusted_proxies.clone()),
+        });
+        tracing::info!(listener = %l.name, addr = %l.addr, tls = l.tls, "listening");
+        accept_loops.push(tokio::spawn(listener::accept_loop(
+            Arc::clone(&plane),
+            socket,
+            this,
+        )));
+    }
+    readiness.listeners_bound();
+    tracing::info!(admin = %config.admin.addr, "edgeward ready");
+
+    shutdown(&config, &mut signals, &readiness, &plane).await;
+    admin_stop.cancel();
+    Ok(())
+}
+
+/// File certificates, or the self-signed fallback when none are configured.
+fn load_certificates(config: &Config, certs: &CertStore) -> Result<(), StartError> {
+    if config.tls.certificates.is_empty() {
+        let names: Vec<String> = config
+            .routes
+            .iter()
+            .filter_map(|r| match &r.host {
+                Some(crate::config::HostMatch::Exact(h)) => Some(h.clone()),
+                _ => None,
+            })
+            .collect();
+        // `self_signed` logs where the certificate is kept (or that it is only in memory).
+        let (cert, _origin) = tls::self_signed(&config.tls.self_signed_dir, &names)?;
+        certs.set_self_signed(cert);
+        return Ok(());
+    }
+    let mut loaded = Vec::new();
+    for c in &config.tls.certificates {
+        loaded.push((tls::load_pem_files(&c.cert, &c.key)?, c.default));
+    }
+    certs.set_files(loaded);
+    Ok(())
+}
+
+fn bind_plain(
+    what: &str,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::net::TcpListener, StartError> {
+    let std = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| StartError::Bind {
+            what: what.to_owned(),
+            addr,
+            source,
+        })?;
+    tokio::net::TcpListener::from_std(std).map_err(|source| StartError::Bind {
+        what: what.to_owned(),
+        addr,
+        source,
+    })
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next SIGTERM (`true`) or SIGINT (`false`).
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.term.recv() => true,
+            _ = self.int.recv() => false,
+        }
+    }
+}
+
+/// SIGTERM: not ready at once, keep serving for the propagation delay (0 on SIGINT), stop
+/// accepting, ask connections to finish, wait for requests up to `drain_timeout` and for
+/// streams and tunnels up to `stream_timeout`, then end what is left cleanly. A second signal
+/// at any point exits at once.
+async fn shutdown(
+    config: &Config,
+    signals: &mut Signals,
+    readiness: &Readiness,
+    plane: &DataPlane,
+) {
+    let term = signals.next().await;
+    readiness.drain();
+    let delay = if term {
+        config.shutdown.propagation_delay
+    } else {
+        Duration::ZERO
+    };
+    tracing::info!(
+        signal = if term { "SIGTERM" } else { "SIGINT" },
+        delay_ms = delay.as_millis() as u64,
+        "shutting down: not ready, still serving during the propagation delay"
+    );
+
+    let exit_now = || {
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(0);
+    };
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        _ = signals.next() => exit_now(),
+    }
+
+    plane.stop_accepting.cancel();
+    plane.drain.cancel();
+    plane.conns.close();
+    let shared = &plane.shared;
+    shared.tunnels.close();
+    let start = Instant::now();
+    tracing::info!(
+        connections = plane.conns.len(),
+        tunnels = shared.tunnels.len(),
+        "stopped accepting; draining"
+    );
+
+    let streams_deadline = start + config.shutdown.stream_timeout;
+    let requests_deadline = start + config.shutdown.drain_timeout;
+    let all_done = async {
+        plane.conns.wait().await;
+        shared.tunnels.wait().await;
+    };
+    tokio::pin!(all_done);
+    let stream_cut = tokio::time::sleep_until(streams_deadline);
+    tokio::pin!(stream_cut);
+    let final_deadline =
+        tokio::time::sleep_until(requests_deadline.max(streams_deadline) + Duration::from_secs(1));
+    tokio::pin!(final_deadline);
+    let mut streams_cut = 0;
+    loop {
+        tokio::select! {
+            () = &mut all_done => break,
+            () = &mut stream_cut, if !shared.stop_streams.is_cancelled() => {
+                streams_cut = shared.tunnels.len();
+                shared.stop_streams.cancel();
+            }
+            () = &mut final_deadline => break,
+            _ = signals.next() => exit_now(),
+        }
+    }
+    tracing::info!(
+        connections_cut = plane.conns.len(),
+        tunnels_cut = shared.tunnels.len().max(streams_cut),
+        elapsed_ms = start.elapsed().as_millis() as u64,
+        "shutdown complete"
+    );
+}

@@ -1,0 +1,316 @@
+//! Concrete body types, both directions. Bodies stream frame by frame; nothing is collected.
+//!
+//! [`RequestBody`] goes upstream: the client's body with the route's `max_body` and
+//! `client_body_idle` enforced as it streams. [`ResponseBody`] goes to the client: either a
+//! short body the gateway made, or the upstream's with `upstream_body_idle` enforced.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::upstream::pool::PooledBody;
+use crate::upstream::replica::InFlight;
+
+/// Why a client body stopped, recorded so the proxy can answer 413 or 408 instead of 502.
+#[derive(Debug, Default)]
+pub struct BodyFault(AtomicU8);
+
+impl BodyFault {
+    const TOO_LARGE: u8 = 1;
+    const IDLE: u8 = 2;
+    const ABORTED: u8 = 3;
+    const FINISHED: u8 = 0x80;
+
+    fn set(&self, v: u8) {
+        self.0.fetch_or(v, Ordering::Relaxed);
+    }
+
+    /// Marks the body as sent in full.
+    pub fn finish(&self) {
+        self.set(Self::FINISHED);
+    }
+
+    /// Whether the body was sent in full.
+    pub fn is_finished(&self) -> bool {
+        self.0.load(Ordering::Relaxed) & Self::FINISHED != 0
+    }
+
+    /// The recorded fault, if any.
+    pub fn get(&self) -> Option<BodyError> {
+        match self.0.load(Ordering::Relaxed) & !Self::FINISHED {
+            Self::TOO_LARGE => Some(BodyError::TooLarge),
+            Self::IDLE => Some(BodyError::Idle),
+            Self::ABORTED => Some(BodyError::Aborted),
+            _ => None,
+        }
+    }
+}
+
+/// A body stream error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The client's body grew past `max_body`.
+    #[error("request body exceeds max_body")]
+    TooLarge,
+    /// No body byte for the idle timeout.
+    #[error("body idle timeout")]
+    Idle,
+    /// The peer's stream broke.
+    #[error("body stream aborted")]
+    Aborted,
+}
+
+/// An idle timer that is re-armed on every frame. Boxed because `Sleep` is `!Unpin` and the
+/// pool needs `Unpin` bodies; only bodies that actually stream allocate one.
+struct IdleTimer {
+    after: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl IdleTimer {
+    fn new(after: Option<Duration>) -> Option<Self> {
+        after.map(|after| Self {
+            after,
+            sleep: Box::pin(tokio::time::sleep(after)),
+        })
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+
+    fn reset(&mut self) {
+        self.sleep.as_mut().reset(Instant::now() + self.after);
+    }
+}
+
+/// The client's request body, limited and timed.
+pub struct ClientBody {
+    inner: Incoming,
+    max: u64,
+    seen: u64,
+    idle: Option<IdleTimer>,
+    fault: Arc<BodyFault>,
+}
+
+impl ClientBody {
+    /// Wraps `inner`; `fault` records why the stream stopped.
+    pub fn new(inner: Incoming, max: u64, idle: Option<Duration>, fault: Arc<BodyFault>) -> Self {
+        Self {
+            inner,
+            max,
+            seen: 0,
+            idle: IdleTimer::new(idle),
+            fault,
+        }
+    }
+
+    fn fail(&self, err: BodyError, code: u8) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.fault.set(code);
+        Poll::Ready(Some(Err(err)))
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.max {
+                        return this.fail(BodyError::TooLarge, BodyFault::TOO_LARGE);
+                    }
+                }
+                if let Some(idle) = &mut this.idle {
+                    idle.reset();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(_))) => this.fail(BodyError::Aborted, BodyFault::ABORTED),
+            Poll::Ready(None) => {
+                this.fault.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if this.idle.as_mut().is_some_and(|idle| idle.expired(cx)) {
+                    return this.fail(BodyError::Idle, BodyFault::IDLE);
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What the gateway sends upstream.
+pub enum RequestBody {
+    /// No body (most GETs): nothing to poll.
+    Empty,
+    /// A body held in memory.
+    Full(Option<Bytes>),
+    /// The client's streaming body.
+    Client(ClientBody),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Self::Client(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Full(data) => data.is_none(),
+            Self::Client(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Self::Client(body) => body.size_hint(),
+        }
+    }
+}
+
+/// The upstream's response body with `upstream_body_idle` enforced. It holds the replica's
+/// in-flight guard, so a streaming response counts until its last byte.
+pub struct UpstreamBody {
+    inner: PooledBody,
+    idle: Option<IdleTimer>,
+    /// For endless streams (SSE): shutdown ends them with a proper last chunk / END_STREAM.
+    stop: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    _in_flight: InFlight,
+}
+
+impl UpstreamBody {
+    /// `idle` is `None` for event streams and when the route turns the timeout off; `stop`
+    /// is set for event streams, which shutdown ends cleanly instead of waiting for them.
+    pub fn new(
+        inner: PooledBody,
+        idle: Option<Duration>,
+        stop: Option<CancellationToken>,
+        in_flight: InFlight,
+    ) -> Self {
+        let idle = if inner.is_end_stream() {
+            None
+        } else {
+            IdleTimer::new(idle)
+        };
+        let stop = stop.map(|t| Box::pin(t.cancelled_owned()));
+        Self {
+            inner,
+            idle,
+            stop,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+/// What the client receives.
+pub enum ResponseBody {
+    /// Nothing (HEAD, 304, redirects).
+    Empty,
+    /// A body the gateway made.
+    Full(Option<Bytes>),
+    /// Streamed from the upstream.
+    Upstream(UpstreamBody),
+}
+
+impl ResponseBody {
+    /// A static text body.
+    pub fn text(s: &'static str) -> Self {
+        Self::Full(Some(Bytes::from_static(s.as_bytes())))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Self::Upstream(body) => {
+                let polled = Pin::new(&mut body.inner).poll_frame(cx);
+                match polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(idle) = &mut body.idle {
+                            idle.reset();
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(BodyError::Aborted))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => {
+                        if body.idle.as_mut().is_some_and(|idle| idle.expired(cx)) {
+                            return Poll::Ready(Some(Err(BodyError::Idle)));
+                        }
+                        if body
+                            .stop
+                            .as_mut()
+                            .is_some_and(|stop| stop.as_mut().poll(cx).is_ready())
+                        {
+                            return Poll::Ready(None);
+                        }
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Full(data) => data.is_none(),
+            Self::Upstream(body) => body.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Self::Upstream(body) => body.inner.size_hint(),
+        }
+    }
+}

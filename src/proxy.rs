@@ -1,0 +1,308 @@
+//! Proxying one request: decide on the body before touching it, rewrite the head in place,
+//! pick a replica, send, and rewrite the response. Upgrades become tracked tunnels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST, UPGRADE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use tokio::time::Instant;
+
+use crate::body::{BodyError, BodyFault, ClientBody, RequestBody, ResponseBody, UpstreamBody};
+use crate::error::{RequestError, UpstreamFailure};
+use crate::forwarded::{self, ForwardCtx, Resolved};
+use crate::normalize::{self, Authority};
+use crate::service::{Conn, Shared};
+use crate::snapshot::Route;
+use crate::tunnel;
+use crate::upstream::replica::Upstream;
+
+/// Everything `forward` needs besides the request.
+pub struct Forward<'a> {
+    /// Connection-independent state.
+    pub shared: &'a Shared,
+    /// The client connection.
+    pub conn: &'a Conn,
+    /// The matched route.
+    pub route: &'a Route,
+    /// Its upstream.
+    pub upstream: &'a Arc<Upstream>,
+    /// The resolved client identity.
+    pub resolved: &'a Resolved,
+    /// The request's effective authority.
+    pub authority: &'a Authority,
+    /// The normalised path.
+    pub path: &'a str,
+    /// The request id.
+    pub request_id: &'a HeaderValue,
+    /// Server-wide settings from the request's snapshot.
+    pub server: &'a crate::config::Server,
+}
+
+/// Sends the request to a replica; returns the response for the client and the replica label.
+pub async fn forward(
+    ctx: Forward<'_>,
+    req: Request<Incoming>,
+) -> Result<(Response<ResponseBody>, Arc<str>), RequestError> {
+    let Forward {
+        shared,
+        conn,
+        route,
+        upstream,
+        resolved,
+        authority,
+        path,
+        request_id,
+        server,
+    } = ctx;
+    let (mut parts, body) = req.into_parts();
+
+    // Decide everything about the body before it is polled: hyper sends `100 Continue` only
+    // when the body is first read, so a refused request never gets one.
+    if let Some(expect) = parts.headers.remove(EXPECT) {
+        if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+            return Err(RequestError::ExpectationFailed);
+        }
+    }
+    if content_length(&parts.headers).is_some_and(|len| len > route.max_body) {
+        return Err(RequestError::BodyTooLarge(route.max_body));
+    }
+
+    let upgrade = parts.version == Version::HTTP_11 && wants_upgrade(&parts.headers);
+    let client_upgrade = if upgrade {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    if parts.version == Version::HTTP_2 {
+        join_cookies(&mut parts.headers);
+    }
+
+    let forwarded_path = if route.strip_prefix {
+        normalize::strip_prefix(path, &route.prefix)
+    } else {
+        path
+    };
+    forwarded::rewrite_request(
+        &mut parts.headers,
+        &ForwardCtx {
+            peer: &conn.peer,
+            resolved,
+            authority: &authority.header,
+            request_id,
+            prefix: route.strip_prefix.then_some(&*route.prefix),
+            allow_underscore: server.allow_underscore_headers,
+            forwarded_header: server.forwarded_header,
+            upgrade,
+        },
+    );
+    for name in &route.request_headers.remove {
+        parts.headers.remove(name);
+    }
+    for (name, value) in &route.request_headers.set {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts.headers.insert(
+        HOST,
+        route
+            .upstream_host
+            .clone()
+            .unwrap_or_else(|| authority.header.clone()),
+    );
+    parts.uri = origin_form(forwarded_path, parts.uri.query())?;
+    parts.version = Version::HTTP_11;
+
+    let fault = Arc::new(BodyFault::default());
+    let body = if body.is_end_stream() {
+        fault.finish();
+        RequestBody::Empty
+    } else {
+        RequestBody::Client(ClientBody::new(
+            body,
+            route.max_body,
+            route.timeouts.client_body_idle,
+            Arc::clone(&fault),
+        ))
+    };
+
+    let replica = upstream
+        .pick()
+        .ok_or_else(|| RequestError::NoReplica(Arc::clone(&upstream.name)))?;
+    let guard = replica.begin();
+    let label = Arc::clone(&replica.label);
+    let upstream_err = |kind| RequestError::Upstream {
+        upstream: Arc::clone(&upstream.name),
+        replica: Arc::clone(&label),
+        kind,
+    };
+
+    let send = replica.pool.send(Request::from_parts(parts, body));
+    let result = match route.timeouts.upstream_header {
+        None => send.await,
+        Some(after) => match wait_head(send, after, &fault).await {
+            Some(r) => r,
+            None => return Err(upstream_err(UpstreamFailure::HeaderTimeout)),
+        },
+    };
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(err) => {
+            // A body that failed on the client side explains the broken exchange.
+            return Err(match fault.get() {
+                Some(BodyError::TooLarge) => RequestError::BodyTooLarge(route.max_body),
+                Some(BodyError::Idle) => RequestError::BodyTimeout,
+                Some(BodyError::Aborted) => RequestError::BodyAborted,
+                None => upstream_err(UpstreamFailure::Pool(err.kind)),
+            });
+        }
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client) = client_upgrade {
+            let upstream_io = hyper::upgrade::on(&mut resp);
+            tunnel::spawn(
+                shared,
+                client,
+                upstream_io,
+                route.timeouts.tunnel_idle,
+                guard,
+            );
+            let (mut head, _) = resp.into_parts();
+            forwarded::rewrite_response(&mut head.headers, true);
+            return Ok((Response::from_parts(head, ResponseBody::Empty), label));
+        }
+    }
+
+    let (mut head, body) = resp.into_parts();
+    forwarded::rewrite_response(&mut head.headers, false);
+    let (idle, stop) = if is_event_stream(&head.headers) {
+        (None, Some(shared.stop_streams.clone()))
+    } else {
+        (route.timeouts.upstream_body_idle, None)
+    };
+    let body = UpstreamBody::new(body, idle, stop, guard);
+    Ok((
+        Response::from_parts(head, ResponseBody::Upstream(body)),
+        label,
+    ))
+}
+
+/// Waits for the response head. The `upstream_header` clock starts once the request body has
+/// been sent in full: a long upload is bounded by `client_body_idle`, not by this timeout.
+async fn wait_head<F: std::future::Future>(
+    send: F,
+    after: Duration,
+    fault: &BodyFault,
+) -> Option<F::Output> {
+    tokio::pin!(send);
+    let sleep = tokio::time::sleep(after);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            out = &mut send => return Some(out),
+            () = &mut sleep => {
+                if fault.is_finished() {
+                    return None;
+                }
+                sleep.as_mut().reset(Instant::now() + after);
+            }
+        }
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().len() >= 17 && v.as_bytes()[..17].eq_ignore_ascii_case(b"text/event-stream")
+    })
+}
+
+/// HTTP/2 may split `cookie` into several fields; HTTP/1.1 needs one, joined with `"; "`
+/// (RFC 9113 §8.2.3). Starlette reads only the first `Cookie` header.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = Vec::with_capacity(first.len() * 4);
+    for (i, v) in headers.get_all(COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, v);
+    }
+}
+
+fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, RequestError> {
+    let uri = match query {
+        None => Uri::try_from(path),
+        Some(q) => {
+            let mut s = String::with_capacity(path.len() + 1 + q.len());
+            s.push_str(path);
+            s.push('?');
+            s.push_str(q);
+            Uri::try_from(s)
+        }
+    };
+    uri.map_err(|_| RequestError::Target(normalize::TargetError::MalformedPath))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_joined_in_order() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1"));
+        h.append(COOKIE, HeaderValue::from_static("b=2"));
+        h.append(COOKIE, HeaderValue::from_static("c=3"));
+        join_cookies(&mut h);
+        assert_eq!(
+            h.get_all(COOKIE).iter().collect::<Vec<_>>(),
+            vec!["a=1; b=2; c=3"]
+        );
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!wants_upgrade(&h));
+        h.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(wants_upgrade(&h));
+    }
+
+    #[test]
+    fn event_stream_detected_with_parameters() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        assert!(is_event_stream(&h));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(!is_event_stream(&h));
+    }
+}

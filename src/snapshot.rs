@@ -1,0 +1,243 @@
+//! The immutable compiled state a request reads: router, upstreams, per-listener policy and
+//! pre-built header values. A request loads it once (`ArcSwap::load_full`), so a reload swaps
+//! it atomically without touching listeners or in-flight requests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode};
+use ipnet::IpNet;
+
+use crate::config::{self, ClientIpHeader, Config, HeaderEdits, RouteTimeouts};
+use crate::router::Router;
+use crate::upstream::replica::{Registry, Upstream};
+
+/// One generation of compiled config.
+pub struct Snapshot {
+    /// Increases by one per applied config.
+    pub generation: u64,
+    /// The validated config it was built from.
+    pub config: Arc<Config>,
+    /// Host + prefix -> route.
+    pub router: Router<Arc<Route>>,
+    /// Upstreams by name.
+    pub upstreams: HashMap<Arc<str>, Arc<Upstream>>,
+    /// Per data-plane listener, in config order (a connection holds its listener's index).
+    pub listeners: Vec<ListenerPolicy>,
+    /// `Strict-Transport-Security` value for HTTPS responses, when configured.
+    pub hsts: Option<HeaderValue>,
+}
+
+/// What a request needs to know about the listener it came in on. Rebuilt per snapshot, so a
+/// reload can change trusted proxies without touching the socket.
+pub struct ListenerPolicy {
+    /// Listener name.
+    pub name: Arc<str>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Which chain header trusted peers use.
+    pub client_ip_header: ClientIpHeader,
+    /// Redirect known hosts to HTTPS (plain listeners only).
+    pub redirect_https: Option<RedirectHttps>,
+}
+
+/// Where HTTPS redirects point.
+pub struct RedirectHttps {
+    /// `None` when it is 443 (omitted from the URL).
+    pub port: Option<u16>,
+}
+
+/// A compiled route.
+pub struct Route {
+    /// Name for logs and metrics.
+    pub name: Arc<str>,
+    /// Normalised path prefix.
+    pub prefix: Box<str>,
+    /// Remove the prefix before forwarding.
+    pub strip_prefix: bool,
+    /// What it does.
+    pub action: Action,
+    /// Applied to the upstream request.
+    pub request_headers: HeaderEdits,
+    /// Applied to every response of this route.
+    pub response_headers: HeaderEdits,
+    /// Allowed client networks (empty: all).
+    pub allow: Vec<IpNet>,
+    /// Denied client networks (checked first).
+    pub deny: Vec<IpNet>,
+    /// Effective timeouts.
+    pub timeouts: RouteTimeouts,
+    /// Request body cap.
+    pub max_body: u64,
+    /// `Host` sent upstream instead of the request's authority.
+    pub upstream_host: Option<HeaderValue>,
+    /// Log requests to this route.
+    pub access_log: bool,
+}
+
+impl Route {
+    /// Deny list first, then the allow list (empty allows everyone).
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        if self.deny.iter().any(|net| net.contains(&ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// What a route does, with names resolved.
+pub enum Action {
+    /// Proxy to an upstream.
+    Proxy(Arc<Upstream>),
+    /// Redirect.
+    Redirect {
+        /// Target URL (prefix when `preserve_path`).
+        to: Box<str>,
+        /// 301, 302, 303, 307 or 308.
+        status: StatusCode,
+        /// Append the request's path and query.
+        preserve_path: bool,
+    },
+}
+
+/// Why a snapshot could not be built from a valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A replica's host name did not resolve.
+    #[error("upstreams.{upstream}: cannot resolve {host}:{port}: {source}")]
+    Resolve {
+        /// Upstream name.
+        upstream: String,
+        /// Host as written.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Resolver error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Snapshot {
+    /// Compiles `config`, reusing replicas from `registry` by identity.
+    pub async fn build(
+        config: Arc<Config>,
+        registry: &Registry,
+        generation: u64,
+    ) -> Result<Self, BuildError> {
+        let connect = config.timeouts.route.upstream_connect;
+        let mut upstreams = HashMap::new();
+        for (name, up) in &config.upstreams {
+            let mut replicas = Vec::new();
+            for r in &up.replicas {
+                for addr in resolve(up, r).await? {
+                    replicas.push((registry.replica(up, addr, connect), r.weight));
+                }
+            }
+            let name: Arc<str> = name.as_str().into();
+            upstreams.insert(Arc::clone(&name), Arc::new(Upstream::new(name, replicas)));
+        }
+
+        let mut router = Router::default();
+        for r in &config.routes {
+            let action = match &r.action {
+                config::Action::Proxy { upstream } => {
+                    // Validation guarantees the name exists.
+                    let Some(up) = upstreams.get(upstream.as_str()) else {
+                        continue;
+                    };
+                    Action::Proxy(Arc::clone(up))
+                }
+                config::Action::Redirect {
+                    to,
+                    status,
+                    preserve_path,
+                } => Action::Redirect {
+                    to: to.as_str().into(),
+                    status: *status,
+                    preserve_path: *preserve_path,
+                },
+            };
+            let route = Route {
+                name: r.name.as_str().into(),
+                prefix: r.path.as_str().into(),
+                strip_prefix: r.strip_prefix && r.path != "/",
+                action,
+                request_headers: r.request_headers.clone(),
+                response_headers: r.response_headers.clone(),
+                allow: r.allow.clone(),
+                deny: r.deny.clone(),
+                timeouts: r.timeouts,
+                max_body: r.max_body,
+                upstream_host: r.upstream_host.clone(),
+                access_log: r.access_log,
+            };
+            router.insert(r.host.as_ref(), &r.path, Arc::new(route));
+        }
+
+        let first_tls_port = config
+            .listeners
+            .iter()
+            .find(|l| l.tls)
+            .map(|l| l.addr.port());
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| ListenerPolicy {
+                name: l.name.as_str().into(),
+                trusted_proxies: l.trusted_proxies.clone(),
+                client_ip_header: l.client_ip_header,
+                redirect_https: (l.redirect_https && !l.tls).then(|| {
+                    let port = l.https_port.or(first_tls_port).unwrap_or(443);
+                    RedirectHttps {
+                        port: (port != 443).then_some(port),
+                    }
+                }),
+            })
+            .collect();
+
+        let hsts = config.hsts.as_ref().map(|h| {
+            let mut v = format!("max-age={}", h.max_age.as_secs());
+            if h.include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            if h.preload {
+                v.push_str("; preload");
+            }
+            HeaderValue::try_from(v).expect("digits and ASCII words are a valid header value")
+        });
+
+        Ok(Self {
+            generation,
+            config,
+            router,
+            upstreams,
+            listeners,
+            hsts,
+        })
+    }
+}
+
+async fn resolve(
+    up: &config::Upstream,
+    r: &config::ReplicaAddr,
+) -> Result<Vec<SocketAddr>, BuildError> {
+    let host = r.host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse() {
+        return Ok(vec![SocketAddr::new(ip, r.port)]);
+    }
+    let err = |source| BuildError::Resolve {
+        upstream: up.name.clone(),
+        host: r.host.clone(),
+        port: r.port,
+        source,
+    };
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, r.port))
+        .await
+        .map_err(err)?
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
+}
