@@ -1,0 +1,188 @@
+//! Request limits, timeouts, framing.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+fn config(up: &Upstream, extra: &str) -> String {
+    format!(
+        r#"
+[listeners.public]
+listen = "127.0.0.1:{{http}}"
+
+[server]
+max_uri = "1KiB"
+max_connections_per_ip = 50
+{extra}
+
+[upstreams.app]
+replicas = ["{up}"]
+
+[[routes]]
+path = "/"
+upstream = "app"
+max_body = "1KiB"
+timeouts = {{ client_body_idle = "300ms" }}
+"#,
+        up = up.addr
+    )
+}
+
+#[tokio::test]
+async fn oversized_requests_get_4xx_and_never_reach_the_app() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(&config(&up, "")).await;
+    let http = gw.addr("http");
+
+    // 414: target over max_uri.
+    let long = format!("/{}", "a".repeat(2000));
+    assert_eq!(get(http, &long, &[]).await.unwrap().status, 414);
+
+    // 431: head over max_request_header (16 KiB default).
+    let big = "b".repeat(20_000);
+    let out = raw(
+        http,
+        format!("GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+
+    // 413 from Content-Length, before any body byte is read.
+    let out = raw(
+        http,
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+
+    // 413 for a chunked body that grows past max_body mid-stream.
+    let mut req = b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        req.extend_from_slice(b"200\r\n");
+        req.extend_from_slice(&[b'x'; 512]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let out = raw(http, &req).await;
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(
+        up.seen().iter().all(|s| s.body.len() <= 1024),
+        "no oversized body reached the app whole"
+    );
+}
+
+#[tokio::test]
+async fn expect_continue_is_refused_before_the_body_is_read() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(&config(&up, "")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr("http"))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 4096\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "got {head}");
+    assert!(!head.contains("100 Continue"));
+
+    // A small one within the limit gets 100 Continue and is forwarded, without Expect.
+    let mut s = tokio::net::TcpStream::connect(gw.addr("http"))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"));
+    s.write_all(b"hello").await.unwrap();
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(&seen[0].body[..], b"hello");
+    assert!(seen[0].headers.get("expect").is_none());
+
+    let out = raw(gw.addr("http"), b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nExpect: teapot\r\nConnection: close\r\n\r\nx").await;
+    assert!(out.starts_with("HTTP/1.1 417"), "{out}");
+}
+
+#[tokio::test]
+async fn stalled_request_body_gets_408() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(&config(&up, "")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr("http"))
+        .await
+        .unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\npartial")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut buf)).await;
+    let out = String::from_utf8_lossy(&buf);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+}
+
+#[tokio::test]
+async fn smuggled_request_in_a_cl_te_body_reaches_the_app_as_one_request() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(&config(&up, "")).await;
+    let smuggled = b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    let out = raw(gw.addr("http"), smuggled).await;
+    // hyper frames by Transfer-Encoding and closes after the response (RFC 9112 §6.3); the
+    // bytes after the terminating chunk are never parsed as a request.
+    assert!(
+        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.1 400"),
+        "{out}"
+    );
+    let seen = up.seen();
+    assert!(seen.len() <= 1, "the app saw {} requests", seen.len());
+    assert!(seen.iter().all(|s| s.uri.path() != "/smuggled"));
+}
+
+#[tokio::test]
+async fn slow_header_connections_from_one_address_do_not_starve_another() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::start(&config(&up, "")).await;
+    let http = gw.addr("http");
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        match connect_from([127, 0, 0, 2], http).await {
+            Ok(mut s) => {
+                let _ = s
+                    .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Slow: ")
+                    .await;
+                held.push(s);
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(!held.is_empty());
+    for _ in 0..5 {
+        let mut s = connect_from([127, 0, 0, 3], http).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(DEADLINE, s.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    }
+    drop(held);
+}
