@@ -106,6 +106,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             config.server.max_connections_per_ip,
         ),
         handshakes: Arc::new(HandshakeFailures::new()),
+        open: listener::OpenConns::default(),
         conns: TaskTracker::new(),
         stop_accepting: CancellationToken::new(),
         drain: CancellationToken::new(),

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +53,25 @@ pub struct Budget {
     by_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `server.max_connections` reached.
+    Global,
+    /// `server.max_connections_per_ip` reached for this address.
+    PerIp,
+}
+
+impl Refusal {
+    /// The config key that bounds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "max_connections",
+            Self::PerIp => "max_connections_per_ip",
+        }
+    }
+}
+
 /// Releases a connection's budget when the connection ends.
 pub struct Slot {
     budget: Arc<Budget>,
@@ -71,18 +90,38 @@ impl Budget {
     }
 
     /// Takes a slot for a new connection from `ip`, or says why not.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err("max_connections");
+            return Err(Refusal::Global);
         }
+        self.admit_ip(ip).inspect_err(|_| {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Takes a slot past the global bound, after idle connections were asked to make room;
+    /// the per-address bound still holds.
+    pub fn admit_over(self: &Arc<Self>, ip: IpAddr) -> Slot {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        // The per-address count may exceed its bound by one here: the refusal that led to
+        // shedding was the global one, so this address was under its own bound a moment ago.
+        let mut by_ip = self.lock();
         if self.per_ip > 0 {
-            let mut by_ip = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+            *by_ip.entry(ip).or_insert(0) += 1;
+        }
+        Slot {
+            budget: Arc::clone(self),
+            ip,
+        }
+    }
+
+    fn admit_ip(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        if self.per_ip > 0 {
+            let mut by_ip = self.lock();
             let n = by_ip.entry(ip).or_insert(0);
             if *n >= self.per_ip {
-                drop(by_ip);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-                return Err("max_connections_per_ip");
+                return Err(Refusal::PerIp);
             }
             *n += 1;
         }
@@ -90,6 +129,10 @@ impl Budget {
             budget: Arc::clone(self),
             ip,
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.by_ip.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Connections open now.
@@ -101,7 +144,7 @@ impl Budget {
 impl Drop for Slot {
     fn drop(&mut self) {
         if self.budget.per_ip > 0 {
-            let mut by_ip = self.budget.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let mut by_ip = self.budget.lock();
             if let Some(n) = by_ip.get_mut(&self.ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -110,6 +153,63 @@ impl Drop for Slot {
             }
         }
         self.budget.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Per-connection bookkeeping shared by the service (which counts requests) and the driver
+/// (which closes the connection when asked).
+pub struct Lifecycle {
+    active: AtomicUsize,
+    served: AtomicU64,
+    max_requests: u64,
+    close: CancellationToken,
+}
+
+/// Counts a request as active until dropped (the response head has been returned).
+pub struct Active<'a>(&'a Lifecycle);
+
+impl Lifecycle {
+    /// `max_requests == 0` means unlimited.
+    pub fn new(max_requests: u64) -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            max_requests,
+            close: CancellationToken::new(),
+        }
+    }
+
+    /// A request starts. The request that reaches `max_requests` asks the connection to
+    /// finish: HTTP/1.1 answers it with `Connection: close`, HTTP/2 sends GOAWAY.
+    pub fn begin(&self) -> Active<'_> {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_requests > 0 && served >= self.max_requests {
+            self.close.cancel();
+        }
+        Active(self)
+    }
+
+    /// No request is being handled (a streaming response body may still be flowing, which
+    /// graceful shutdown lets finish).
+    pub fn is_idle(&self) -> bool {
+        self.active.load(Ordering::Relaxed) == 0
+    }
+
+    /// Requests started so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Asks the connection to finish after its in-flight requests.
+    pub fn close(&self) {
+        self.close.cancel();
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -133,6 +233,8 @@ pub struct DataPlane {
     pub budget: Arc<Budget>,
     /// Handshake failure accounting.
     pub handshakes: Arc<HandshakeFailures>,
+    /// Connections past their handshake, for idle shedding.
+    pub open: OpenConns,
     /// Every connection task, for draining.
     pub conns: TaskTracker,
     /// Cancelled to stop accepting.
@@ -158,8 +260,12 @@ pub async fn accept_loop(plane: Arc<DataPlane>, listener: TcpListener, this: Arc
         };
         let slot = match plane.budget.admit(remote.ip()) {
             Ok(slot) => slot,
-            Err(limit) => {
-                tracing::debug!(listener = %this.name, peer = %remote, "connection refused: {limit} reached");
+            // At the global bound, idle keep-alive connections make room first.
+            Err(Refusal::Global) if plane.open.shed_idle(SHED_BATCH) > 0 => {
+                plane.budget.admit_over(remote.ip())
+            }
+            Err(refusal) => {
+                tracing::debug!(listener = %this.name, peer = %remote, "connection refused: {} reached", refusal.as_str());
                 continue;
             }
         };
@@ -170,6 +276,57 @@ pub async fn accept_loop(plane: Arc<DataPlane>, listener: TcpListener, this: Arc
             serve(plane2, this, stream, remote).await;
             drop(slot);
         });
+    }
+}
+
+/// How many idle connections one refused accept asks to close.
+const SHED_BATCH: usize = 8;
+
+/// Open connections that have finished their handshakes, so idle ones can be asked to close
+/// when the global bound is reached.
+#[derive(Default)]
+pub struct OpenConns {
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, std::sync::Weak<Conn>>>,
+}
+
+/// Removes a connection from [`OpenConns`] when it ends.
+struct Registered<'a> {
+    open: &'a OpenConns,
+    id: u64,
+}
+
+impl OpenConns {
+    fn register(&self, conn: &Arc<Conn>) -> Registered<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, Arc::downgrade(conn));
+        Registered { open: self, id }
+    }
+
+    /// Asks up to `n` idle connections to close; returns how many were asked.
+    pub fn shed_idle(&self, n: usize) -> usize {
+        let conns = self.lock();
+        let mut asked = 0;
+        for conn in conns.values().filter_map(std::sync::Weak::upgrade) {
+            if asked == n {
+                break;
+            }
+            if conn.life.is_idle() && !conn.life.close.is_cancelled() {
+                conn.life.close();
+                asked += 1;
+            }
+        }
+        asked
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, std::sync::Weak<Conn>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.open.lock().remove(&self.id);
     }
 }
 
@@ -208,19 +365,22 @@ async fn serve(
 
     let settings = ConnSettings::from(config);
     drop(snap);
-
-    let Some(acceptor) = &this.tls else {
-        let conn = Conn {
+    let conn = |tls: bool, proto: &'static str| {
+        Arc::new(Conn {
             listener: this.index,
             peer: Peer {
                 ip: client.ip(),
-                tls: false,
+                tls,
                 local_port,
             },
             remote: client,
-            proto: "h1",
-        };
-        serve_h1(&plane, conn, &settings, TokioIo::new(stream)).await;
+            proto,
+            life: Lifecycle::new(settings.max_requests),
+        })
+    };
+
+    let Some(acceptor) = &this.tls else {
+        serve_h1(&plane, conn(false, "h1"), &settings, TokioIo::new(stream)).await;
         return;
     };
 
@@ -238,46 +398,20 @@ async fn serve(
         }
     };
     plane.handshakes.record_ok();
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let peer = Peer {
-        ip: client.ip(),
-        tls: true,
-        local_port,
-    };
-    if h2 {
-        serve_h2(
-            &plane,
-            Conn {
-                listener: this.index,
-                peer,
-                remote: client,
-                proto: "h2",
-            },
-            &settings,
-            TokioIo::new(tls),
-        )
-        .await;
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        serve_h2(&plane, conn(true, "h2"), &settings, TokioIo::new(tls)).await;
     } else {
-        serve_h1(
-            &plane,
-            Conn {
-                listener: this.index,
-                peer,
-                remote: client,
-                proto: "h1",
-            },
-            &settings,
-            TokioIo::new(tls),
-        )
-        .await;
+        serve_h1(&plane, conn(true, "h1"), &settings, TokioIo::new(tls)).await;
     }
 }
 
 /// Connection settings read from the snapshot at accept time.
 struct ConnSettings {
     h1_header_timeout: Duration,
+    keepalive_idle: Duration,
     max_request_header: usize,
     max_headers: usize,
+    max_requests: u64,
     max_age: Option<Duration>,
     h2: config::Http2,
 }
@@ -286,38 +420,44 @@ impl From<&Config> for ConnSettings {
     fn from(c: &Config) -> Self {
         Self {
             h1_header_timeout: c.timeouts.request_header,
+            keepalive_idle: c.timeouts.keepalive_idle,
             max_request_header: c.server.max_request_header,
             max_headers: c.server.max_headers,
+            max_requests: c.server.max_requests_per_connection,
             max_age: c.server.max_connection_age,
             h2: c.http2.clone(),
         }
     }
 }
 
-async fn serve_h1<I>(plane: &DataPlane, conn: Conn, s: &ConnSettings, io: TokioIo<I>)
+async fn serve_h1<I>(plane: &DataPlane, conn: Arc<Conn>, s: &ConnSettings, io: TokioIo<I>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _registered = plane.open.register(&conn);
+    let close = conn.life.close.clone();
     let shared = Arc::clone(&plane.shared);
-    let conn = Arc::new(conn);
     let svc = service_fn(move |req| service::handle(Arc::clone(&shared), Arc::clone(&conn), req));
     let mut builder = hyper::server::conn::http1::Builder::new();
-    // hyper measures the idle gap before a request and the request head with one timer.
+    // hyper measures the idle gap before a request and the request head with one timer, so
+    // on HTTP/1.1 `request_header` bounds both; `keepalive_idle` applies to HTTP/2.
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(s.h1_header_timeout)
         .max_buf_size(s.max_request_header)
         .max_headers(s.max_headers);
     let conn = builder.serve_connection(io, svc).with_upgrades();
-    drive(conn, plane.drain.clone(), s.max_age).await;
+    drive(conn, &plane.drain, close, s.max_age, None).await;
 }
 
-async fn serve_h2<I>(plane: &DataPlane, conn: Conn, s: &ConnSettings, io: TokioIo<I>)
+async fn serve_h2<I>(plane: &DataPlane, conn: Arc<Conn>, s: &ConnSettings, io: TokioIo<I>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _registered = plane.open.register(&conn);
+    let close = conn.life.close.clone();
+    let idle = Some((Arc::clone(&conn), s.keepalive_idle));
     let shared = Arc::clone(&plane.shared);
-    let conn = Arc::new(conn);
     let svc = service_fn(move |req| service::handle(Arc::clone(&shared), Arc::clone(&conn), req));
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
@@ -329,12 +469,20 @@ where
         .keep_alive_interval(s.h2.keepalive_interval)
         .keep_alive_timeout(s.h2.keepalive_timeout);
     let conn = builder.serve_connection(io, svc);
-    drive(conn, plane.drain.clone(), s.max_age).await;
+    drive(conn, &plane.drain, close, s.max_age, idle).await;
 }
 
-/// Runs a connection until it ends; on drain, or once it reaches its maximum age (plus up to
-/// 10% jitter so a scale-out does not make every client reconnect at once), asks it to finish.
-async fn drive<C: Graceful>(conn: C, drain: CancellationToken, max_age: Option<Duration>) {
+/// Runs a connection until it ends. It is asked to finish (in-flight requests complete) on
+/// drain, on its own close signal (request limit, idle shedding), once it reaches its maximum
+/// age (plus up to 10% jitter so a scale-out does not make every client reconnect at once),
+/// and, for HTTP/2, after `keepalive_idle` without any request.
+async fn drive<C: Graceful>(
+    conn: C,
+    drain: &CancellationToken,
+    close: CancellationToken,
+    max_age: Option<Duration>,
+    idle: Option<(Arc<Conn>, Duration)>,
+) {
     let mut conn = pin!(conn);
     let age = async {
         match max_age {
@@ -345,20 +493,35 @@ async fn drive<C: Graceful>(conn: C, drain: CancellationToken, max_age: Option<D
             None => std::future::pending().await,
         }
     };
+    let idle = async {
+        let Some((conn, after)) = idle else {
+            return std::future::pending().await;
+        };
+        let mut seen = conn.life.served();
+        loop {
+            tokio::time::sleep(after).await;
+            let now = conn.life.served();
+            if now == seen && conn.life.is_idle() {
+                return;
+            }
+            seen = now;
+        }
+    };
     let res = tokio::select! {
         res = conn.as_mut() => res,
-        () = drain.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-        () = age => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+        () = drain.cancelled() => finish(conn).await,
+        () = close.cancelled() => finish(conn).await,
+        () = age => finish(conn).await,
+        () = idle => finish(conn).await,
     };
     if let Err(err) = res {
         tracing::debug!("connection ended: {err}");
     }
+}
+
+async fn finish<C: Graceful>(mut conn: std::pin::Pin<&mut C>) -> Result<(), hyper::Error> {
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 /// A hyper server connection that can be asked to finish. hyper-util's `GracefulConnection`
@@ -394,10 +557,43 @@ where
     }
 }
 
-/// Resolves when `fut` is done or the token fires.
-pub async fn until<F: Future>(token: &CancellationToken, fut: F) -> Option<F::Output> {
-    tokio::select! {
-        out = fut => Some(out),
-        () = token.cancelled() => None,
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::{Budget, Lifecycle, Refusal};
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+
+    #[test]
+    fn budget_bounds_globally_and_per_address() {
+        let budget = Budget::new(3, 2);
+        let a1 = budget.admit(A).unwrap();
+        let _a2 = budget.admit(A).unwrap();
+        assert_eq!(budget.admit(A).err(), Some(Refusal::PerIp));
+        let _b1 = budget.admit(B).unwrap();
+        assert_eq!(budget.admit(B).err(), Some(Refusal::Global));
+        assert_eq!(budget.open(), 3);
+        drop(a1);
+        assert_eq!(budget.open(), 2);
+        let _b2 = budget.admit(B).unwrap();
+        let over = budget.admit_over(B);
+        assert_eq!(budget.open(), 4);
+        drop(over);
+        assert_eq!(budget.open(), 3);
+    }
+
+    #[test]
+    fn request_limit_asks_the_connection_to_close() {
+        let life = Lifecycle::new(2);
+        drop(life.begin());
+        assert!(!life.close.is_cancelled());
+        let active = life.begin();
+        assert!(life.close.is_cancelled());
+        assert!(!life.is_idle());
+        drop(active);
+        assert!(life.is_idle());
+        assert_eq!(life.served(), 2);
     }
 }

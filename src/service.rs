@@ -49,6 +49,8 @@ pub struct Conn {
     pub remote: SocketAddr,
     /// `"h1"` or `"h2"`.
     pub proto: &'static str,
+    /// Request counts and the close signal shared with the connection's driver.
+    pub life: crate::listener::Lifecycle,
 }
 
 /// Facts gathered along the way for the access record.
@@ -73,6 +75,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
+    let _active = conn.life.begin();
     let snap = shared.snapshot.load_full();
     let method = req.method().clone();
     let path_for_log = if snap.config.log.access_log {

@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod core_connections;
 mod core_forwarding;
 mod core_limits;
 mod core_proxying;
