@@ -146,9 +146,11 @@ where
         settings.idle_timeout = settings.idle_timeout.min(MAX_IDLE_TIMEOUT);
         let max_connections = settings.max_connections.min(Semaphore::MAX_PERMITS);
         let mut builder = http1::Builder::new();
-        // hyper reports a head that overflows its read buffer as a "too large" parse error, so
-        // the buffer cap is the response head cap.
-        builder.max_buf_size(settings.max_response_header.max(MIN_MAX_BUF_SIZE));
+        // hyper reports a head that overflows its read buffer as a "too large" parse error,
+        // but a head that arrives in one large read can fit a buffer that grew past the cap,
+        // so the head size is also checked when it is parsed.
+        let cap = settings.max_response_header.max(MIN_MAX_BUF_SIZE);
+        builder.max_buf_size(cap).max_header_size(cap);
         Arc::new_cyclic(|me| Self {
             addr,
             settings,

@@ -4,9 +4,12 @@
 #[allow(dead_code)]
 mod harness;
 
+mod core_check;
 mod core_connections;
 mod core_forwarding;
+mod core_h2_framing;
 mod core_limits;
 mod core_proxying;
+mod core_route_options;
 mod core_routing;
 mod core_tls;
