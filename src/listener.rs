@@ -445,6 +445,7 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(s.h1_header_timeout)
         .max_buf_size(s.max_request_header)
+        .max_header_size(s.max_request_header)
         .max_headers(s.max_headers);
     let conn = builder.serve_connection(io, svc).with_upgrades();
     drive(conn, &plane.drain, close, s.max_age, None).await;

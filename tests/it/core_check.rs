@@ -9,7 +9,11 @@ fn edgeward(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -32,7 +36,10 @@ fn check_names_the_line_and_key_of_a_broken_config() {
     let p = path.to_str().unwrap();
     let (ok, out) = edgeward(&["check", "--config", p], &[]);
     assert!(!ok);
-    assert!(out.contains(&format!("{p}:9:")), "names file and line 9: {out}");
+    assert!(
+        out.contains(&format!("{p}:9:")),
+        "names file and line 9: {out}"
+    );
     assert!(out.contains("routes[0].upstream"), "names the key: {out}");
     assert!(out.contains("\"ap\""), "quotes the bad value: {out}");
 
@@ -49,16 +56,29 @@ fn check_names_the_variable_of_a_bad_override() {
     std::fs::write(&path, BROKEN.replace("\"ap\"", "\"app\"")).unwrap();
     let p = path.to_str().unwrap();
     assert!(edgeward(&["check", "--config", p], &[]).0);
-    let (ok, out) = edgeward(&["check", "--config", p], &[("EDGEWARD_LISTENERS__PUBLIC__LISTEN", "0.0.0.0:99999")]);
+    let (ok, out) = edgeward(
+        &["check", "--config", p],
+        &[("EDGEWARD_LISTENERS__PUBLIC__LISTEN", "0.0.0.0:99999")],
+    );
     assert!(!ok);
     assert!(out.contains("EDGEWARD_LISTENERS__PUBLIC__LISTEN"), "{out}");
-    let (ok, out) = edgeward(&["check", "--config", p], &[("EDGEWARD_LOG__FROMAT", "json")]);
+    let (ok, out) = edgeward(
+        &["check", "--config", p],
+        &[("EDGEWARD_LOG__FROMAT", "json")],
+    );
     assert!(!ok, "an unknown override is an error");
     assert!(out.contains("EDGEWARD_LOG__FROMAT"), "{out}");
 }
 
 #[test]
 fn the_shipped_config_checks() {
-    let (ok, out) = edgeward(&["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/edgeward.toml")], &[]);
+    let (ok, out) = edgeward(
+        &[
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/edgeward.toml"),
+        ],
+        &[],
+    );
     assert!(ok, "{out}");
 }

@@ -68,7 +68,8 @@ async fn exchange(pki: &Pki, gw: &Gateway, frames: &[Vec<u8>]) -> Vec<(u8, Vec<u
             if tls.read_exact(&mut head).await.is_err() {
                 return;
             }
-            let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let len =
+                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
             let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
             let mut payload = vec![0u8; len];
             if tls.read_exact(&mut payload).await.is_err() {
@@ -90,12 +91,19 @@ async fn exchange(pki: &Pki, gw: &Gateway, frames: &[Vec<u8>]) -> Vec<(u8, Vec<u
 fn refused(frames: &[(u8, Vec<u8>)]) -> bool {
     // A reset stream, a GOAWAY, or a response whose :status is 400 (HPACK static index 12).
     frames.iter().any(|(kind, payload)| {
-        *kind == RST_STREAM || *kind == GOAWAY || (*kind == HEADERS && payload.first() == Some(&0x8c))
+        *kind == RST_STREAM
+            || *kind == GOAWAY
+            || (*kind == HEADERS && payload.first() == Some(&0x8c))
     })
 }
 
 fn base() -> Vec<(&'static str, &'static [u8])> {
-    vec![(":method", b"POST"), (":scheme", b"https"), (":authority", b"app.test"), (":path", b"/")]
+    vec![
+        (":method", b"POST"),
+        (":scheme", b"https"),
+        (":authority", b"app.test"),
+        (":path", b"/"),
+    ]
 }
 
 #[tokio::test]
@@ -105,7 +113,12 @@ async fn header_values_with_cr_lf_or_nul_never_reach_the_app() {
         let mut h = base();
         h[0] = (":method", b"GET");
         h.push(("x-bad", bad));
-        let frames = exchange(&pki, &gw, &[frame(HEADERS, END_HEADERS | END_STREAM, 1, &hpack(&h))]).await;
+        let frames = exchange(
+            &pki,
+            &gw,
+            &[frame(HEADERS, END_HEADERS | END_STREAM, 1, &hpack(&h))],
+        )
+        .await;
         assert!(refused(&frames), "{bad:?}: {frames:?}");
     }
     assert!(up.seen().is_empty());
@@ -119,13 +132,20 @@ async fn content_length_disagreeing_with_data_never_reaches_the_app_whole() {
     let frames = exchange(
         &pki,
         &gw,
-        &[frame(HEADERS, END_HEADERS, 1, &hpack(&h)), frame(DATA, END_STREAM, 1, b"0123456789")],
+        &[
+            frame(HEADERS, END_HEADERS, 1, &hpack(&h)),
+            frame(DATA, END_STREAM, 1, b"0123456789"),
+        ],
     )
     .await;
     assert!(refused(&frames), "{frames:?}");
     // The app may have seen the head before the excess arrived, but never a whole request
     // with more body than its Content-Length.
-    assert!(up.seen().iter().all(|s| s.body.len() <= 5), "{:?}", up.seen());
+    assert!(
+        up.seen().iter().all(|s| s.body.len() <= 5),
+        "{:?}",
+        up.seen()
+    );
 }
 
 #[tokio::test]
@@ -135,7 +155,12 @@ async fn non_origin_form_path_is_rejected() {
         let mut h = base();
         h[0] = (":method", b"GET");
         h[3] = (":path", path);
-        let frames = exchange(&pki, &gw, &[frame(HEADERS, END_HEADERS | END_STREAM, 1, &hpack(&h))]).await;
+        let frames = exchange(
+            &pki,
+            &gw,
+            &[frame(HEADERS, END_HEADERS | END_STREAM, 1, &hpack(&h))],
+        )
+        .await;
         assert!(refused(&frames), "{path:?}: {frames:?}");
     }
     assert!(up.seen().is_empty());

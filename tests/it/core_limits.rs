@@ -38,11 +38,19 @@ async fn oversized_requests_get_4xx_and_never_reach_the_app() {
     let long = format!("/{}", "a".repeat(2000));
     assert_eq!(get(http, &long, &[]).await.unwrap().status, 414);
 
-    // 431: head over max_request_header (16 KiB default).
-    let big = "b".repeat(20_000);
+    // 431: head over max_request_header (16 KiB default), whether it arrives in one read or
+    // across several.
+    for size in [17_000, 60_000] {
+        let big = "b".repeat(size);
+        let head = format!("GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {big}\r\n\r\n");
+        let out = raw(http, head.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 431"), "{size}: {out}");
+    }
+    // 431: more than max_headers (100) fields.
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     let out = raw(
         http,
-        format!("GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: a.test\r\n{many}\r\n").as_bytes(),
     )
     .await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
