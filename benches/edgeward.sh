@@ -1,0 +1,48 @@
+# Load-benchmark candidate for ../shared/bench (see benches/README.md): edgeward on the shipped
+# defaults for everything the job does not turn off (request ids, forwarding headers), with
+# the access log off as for every candidate.
+# Build first: cargo build --release. EDGEWARD_BIN overrides the binary.
+
+CAND_FEATURES="http tls h2"
+CAND_DESC="edgeward, shipped defaults, 1 runtime worker"
+
+_edgeward_bin() {
+  echo "${EDGEWARD_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/edgeward}"
+}
+
+cand_version() {
+  "$(_edgeward_bin)" --version 2>&1 | head -1
+}
+
+cand_start() {
+  local W="$BENCH_WORKDIR" u replicas=""
+  for u in $BENCH_UPSTREAMS; do replicas+="\"$u\", "; done
+  cat >"$W/edgeward.toml" <<EOF2
+[listeners.public]
+listen = "$BENCH_LISTEN_HOST:$BENCH_HTTP_PORT"
+
+[listeners.secure]
+listen = "$BENCH_LISTEN_HOST:$BENCH_HTTPS_PORT"
+tls = true
+
+[[tls.certificates]]
+cert = "$BENCH_CERT"
+key = "$BENCH_KEY"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[log]
+access_log = false
+level = "warn"
+
+[upstreams.api]
+replicas = [${replicas}]
+max_connections = 512
+
+[[routes]]
+path = "/api"
+upstream = "api"
+EOF2
+  TOKIO_WORKER_THREADS="$BENCH_THREADS" exec "$(_edgeward_bin)" run --config "$W/edgeward.toml"
+}
