@@ -10,4 +10,6 @@ mod core_proxying;
 mod core_routing;
 mod core_tls;
 mod ops_admin;
+mod ops_demo;
+mod ops_probe;
 mod ops_shutdown;

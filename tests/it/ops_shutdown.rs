@@ -344,27 +344,44 @@ async fn http2_connections_get_goaway_and_finish_their_streams() {
     gw.signal(Signal::TERM);
     eventually_async("draining", || refused(https)).await;
     // GOAWAY: the open connection takes no new stream.
+    let refusal = std::sync::Mutex::new(None);
     eventually_async("a new stream is refused on the open connection", || {
         let client = client.clone();
+        let refusal = &refusal;
         async move {
-            match client.ready().await {
-                Err(_) => true,
+            let err = match client.ready().await {
+                Err(err) => err,
                 Ok(mut c) => match c.send_request(req("/fast"), true) {
-                    Err(_) => true,
-                    Ok((resp, _)) => resp.await.is_err(),
+                    Err(err) => err,
+                    Ok((resp, _)) => match resp.await {
+                        Err(err) => err,
+                        Ok(_) => return false,
+                    },
                 },
-            }
+            };
+            *refusal.lock().unwrap() = Some(err);
+            true
         }
     })
     .await;
+    let refusal = refusal.into_inner().unwrap().unwrap();
+    assert!(
+        refusal.is_go_away()
+            && refusal.is_remote()
+            && refusal.reason() == Some(h2::Reason::NO_ERROR),
+        "refused by the server's GOAWAY: {refusal:?}"
+    );
     assert!(!slow.is_finished(), "the open stream is still served");
 
     app.release();
     let (status, body) = slow.await.unwrap().unwrap();
     assert_eq!((status.as_u16(), body.as_slice()), (200, &b"slow done"[..]));
-    // The server ends the connection after GOAWAY: a clean close, not an error.
-    let closed = tokio::time::timeout(DEADLINE, conn).await.unwrap().unwrap();
-    assert!(closed.is_ok(), "connection ended cleanly: {closed:?}");
+    // Its last stream done, the server closes the connection.
+    tokio::time::timeout(DEADLINE, conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .ok();
     assert!(gw.wait_exit().await.success());
     assert_eq!(
         app.up
