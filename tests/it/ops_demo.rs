@@ -1,14 +1,9 @@
 //! `edgeward demo` on free ports: the built-in app behind the gateway, over HTTP and HTTPS.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use futures_util::{SinkExt, StreamExt};
 use http::Request;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::*;
@@ -31,22 +26,6 @@ replicas = ["127.0.0.1:{http2}"]
 path = "/"
 upstream = "app"
 "#;
-
-/// GET over a connection from a chosen loopback source address.
-async fn get_from(src: [u8; 4], addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
-    let tcp = connect_from(src, addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::get(path).header("host", "localhost");
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    collect(sender.send_request(b.body(empty()).unwrap()).await.unwrap())
-        .await
-        .unwrap()
-}
 
 fn json(got: &Got) -> serde_json::Value {
     assert_eq!(got.status, 200, "{}", got.text());
@@ -127,41 +106,9 @@ async fn demo_serves_its_pages_through_the_gateway() {
     assert_eq!(reply.to_text().unwrap(), "echo: hello");
 
     // HTTPS with the self-signed certificate the first run made.
-    let pem = gw.dir.path().join("certs/self-signed.pem");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&pem).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(gw.addr("https"))
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get("/echo")
-                .header("host", "localhost")
-                .body(empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let echo = json(&collect(resp).await.unwrap());
+    let cfg = trusting(&gw.dir.path().join("certs/self-signed.pem"));
+    let echo = json(&get_tls_from(cfg, [127, 0, 0, 8], gw.addr("https"), "/echo").await);
+    assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.8");
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
 
     // It printed where to look.
