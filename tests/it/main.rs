@@ -11,6 +11,7 @@ mod core_routing;
 mod core_tls;
 mod ops_admin;
 mod ops_demo;
+mod ops_deploy;
 mod ops_fastapi;
 mod ops_probe;
 mod ops_shutdown;
