@@ -149,7 +149,8 @@ async fn admin_rejects_foreign_host_missing_token_and_cross_site_origin() {
     // (scripts) reach routing, which has no POST endpoint yet (405 on a health path).
     let host = format!("127.0.0.1:{}", admin.port());
     let same = format!("http://{host}");
-    let cases: [(&str, &[(&str, &str)], u16); 5] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16);
+    let cases: [Case; 5] = [
         ("POST", &[("origin", "https://evil.example")], 403),
         ("POST", &[("origin", "null")], 403),
         ("DELETE", &[("origin", "http://localhost:1")], 403),

@@ -392,3 +392,22 @@ async fn http2_connections_get_goaway_and_finish_their_streams() {
         0
     );
 }
+
+#[tokio::test]
+async fn requests_past_drain_timeout_are_cut_and_the_exit_is_still_zero() {
+    let app = Latched::start().await;
+    let mut gw = Gateway::start(&config(
+        app.up.addr,
+        "propagation_delay = \"0s\"\ndrain_timeout = \"500ms\"\nstream_timeout = \"500ms\"",
+    ))
+    .await;
+    let data = gw.addr("http");
+    let busy = tokio::spawn(async move { get(data, "/slow", &[]).await });
+    app.wait_slow(1).await;
+    gw.signal(Signal::TERM);
+    assert!(gw.wait_exit().await.success(), "exit 0 with a request cut");
+    assert!(busy.await.unwrap().is_err(), "the request was cut");
+    let log = gw.log();
+    assert!(log.contains("requests_cut=1"), "{log}");
+    app.release();
+}
