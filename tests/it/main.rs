@@ -4,6 +4,9 @@
 #[allow(dead_code)]
 mod harness;
 
+#[allow(dead_code)]
+mod clients;
+
 mod core_forwarding;
 mod core_limits;
 mod core_proxying;

@@ -3,32 +3,11 @@
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 
-use http::Request;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::clients::status;
 use crate::harness::*;
-
-/// One request on a fresh connection; `None` when nothing accepts the connection.
-pub async fn status(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Option<u16> {
-    TcpStream::connect(addr).await.ok()?;
-    let mut b = Request::builder().method(method).uri(path);
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        b = b.header("host", "localhost");
-    }
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    send_h1(addr, b.body(empty()).unwrap())
-        .await
-        .ok()
-        .map(|r| r.status)
-}
 
 #[tokio::test]
 async fn ready_is_503_until_every_listener_is_bound() {

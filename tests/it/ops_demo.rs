@@ -6,6 +6,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::clients::*;
 use crate::harness::*;
 
 const DEMO: &str = r#"

@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use crate::clients::status;
+use crate::clients::*;
 use crate::harness::*;
-use crate::ops_admin::status;
 
 /// The Python to run uvicorn with, or why there is none.
 pub fn python() -> Result<PathBuf, String> {

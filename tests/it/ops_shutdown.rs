@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::clients::status;
 use crate::harness::*;
-use crate::ops_admin::status;
 
 /// An upstream whose `/slow` requests wait on a latch the test releases; everything else
 /// answers `fast` at once.
