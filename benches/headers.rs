@@ -12,10 +12,19 @@ use ipnet::IpNet;
 fn browser_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("host", HeaderValue::from_static("app.example.com"));
-    h.insert("user-agent", HeaderValue::from_static("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"));
+    h.insert(
+        "user-agent",
+        HeaderValue::from_static("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"),
+    );
     h.insert("accept", HeaderValue::from_static("application/json"));
-    h.insert("accept-encoding", HeaderValue::from_static("gzip, deflate, br"));
-    h.insert("cookie", HeaderValue::from_static("session=abc123; theme=dark"));
+    h.insert(
+        "accept-encoding",
+        HeaderValue::from_static("gzip, deflate, br"),
+    );
+    h.insert(
+        "cookie",
+        HeaderValue::from_static("session=abc123; theme=dark"),
+    );
     h.insert("connection", HeaderValue::from_static("keep-alive"));
     h
 }
@@ -24,9 +33,17 @@ fn rewriting(c: &mut Criterion) {
     let authority = HeaderValue::from_static("app.example.com");
     for (name, trusted, xff) in [
         ("untrusted_peer", Vec::<IpNet>::new(), None),
-        ("trusted_chain", vec!["10.0.0.0/8".parse().unwrap()], Some("203.0.113.9, 10.1.2.3")),
+        (
+            "trusted_chain",
+            vec!["10.0.0.0/8".parse().unwrap()],
+            Some("203.0.113.9, 10.1.2.3"),
+        ),
     ] {
-        let peer = Peer { ip: "10.0.0.7".parse::<IpAddr>().unwrap(), tls: true, local_port: 8443 };
+        let peer = Peer {
+            ip: "10.0.0.7".parse::<IpAddr>().unwrap(),
+            tls: true,
+            local_port: 8443,
+        };
         let mut headers = browser_headers();
         if let Some(xff) = xff {
             headers.insert("x-forwarded-for", HeaderValue::from_static(xff));
@@ -35,7 +52,8 @@ fn rewriting(c: &mut Criterion) {
             b.iter_batched_ref(
                 || headers.clone(),
                 |h| {
-                    let resolved = resolve_client(&peer, &trusted, ClientIpHeader::XForwardedFor, h);
+                    let resolved =
+                        resolve_client(&peer, &trusted, ClientIpHeader::XForwardedFor, h);
                     let id = request_id(h, resolved.peer_trusted);
                     rewrite_request(
                         h,
@@ -57,7 +75,9 @@ fn rewriting(c: &mut Criterion) {
         });
     }
     let headers = browser_headers();
-    c.bench_function("forwarded/request_id_generated", |b| b.iter(|| request_id(black_box(&headers), false)));
+    c.bench_function("forwarded/request_id_generated", |b| {
+        b.iter(|| request_id(black_box(&headers), false))
+    });
 }
 
 criterion_group!(benches, rewriting);

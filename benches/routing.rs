@@ -15,7 +15,11 @@ fn router(routes: usize) -> Router<usize> {
         let host = HostMatch::Exact(format!("app{}.example.com", i % 8));
         r.insert(Some(&host), &format!("/svc{i}/api"), i);
     }
-    r.insert(Some(&HostMatch::Wildcard(".example.com".into())), "/", usize::MAX);
+    r.insert(
+        Some(&HostMatch::Wildcard(".example.com".into())),
+        "/",
+        usize::MAX,
+    );
     r.insert(None, "/", usize::MAX - 1);
     r
 }

@@ -90,7 +90,12 @@ pub async fn serve(
             () = stop.cancelled() => return,
             res = listener.accept() => match res {
                 Ok(pair) => pair,
-                Err(_) => continue,
+                Err(err) => {
+                    // EMFILE and friends persist: back off instead of spinning on them.
+                    tracing::warn!("admin accept failed: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
         };
         // Over budget: close rather than queue, so probes fail fast and visibly.

@@ -97,6 +97,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         registry,
         certs,
         tunnels: TaskTracker::new(),
+        streams: TaskTracker::new(),
         stop_streams: CancellationToken::new(),
     });
     let plane = Arc::new(DataPlane {
@@ -112,13 +113,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         drain: CancellationToken::new(),
     });
 
-    let mut accept_loops = Vec::new();
-    for (index, l) in config.listeners.iter().enumerate() {
-        let socket = listener::bind(l).map_err(|source| StartError::Bind {
-            what: format!("listener {}", l.name),
-            addr: l.addr,
-            source,
-        })?;
+    // A signal while an address is still in use ends the wait: nothing was served yet.
+    let sockets = tokio::select! {
+        bound = bind_listeners(&config) => bound?,
+        _ = signals.next() => {
+            readiness.drain();
+            tracing::info!("shutdown signal before every listener was bound: exiting");
+            return Ok(());
+        }
+    };
+    for ((index, l), socket) in config.listeners.iter().enumerate().zip(sockets) {
         let this = Arc::new(Listening {
             index,
             name: l.name.as_str().into(),
@@ -130,11 +134,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             proxy_protocol: l.proxy_protocol.then(|| l.trusted_proxies.clone()),
         });
         tracing::info!(listener = %l.name, addr = %l.addr, tls = l.tls, "listening");
-        accept_loops.push(tokio::spawn(listener::accept_loop(
-            Arc::clone(&plane),
-            socket,
-            this,
-        )));
+        tokio::spawn(listener::accept_loop(Arc::clone(&plane), socket, this));
     }
     readiness.listeners_bound();
     tracing::info!(admin = %config.admin.addr, "edgeward ready");
@@ -142,6 +142,49 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     shutdown(&config, &mut signals, &readiness, &plane).await;
     admin_stop.cancel();
     Ok(())
+}
+
+/// How long a data-plane address that is still in use is retried before giving up. nginx
+/// retries for 2.5 s; a little longer here lets a server that is stopping on the same address
+/// (another gateway, the previous process under a supervisor) let go of it. Meanwhile the
+/// admin listener is up and `/health/ready` answers 503.
+const BIND_RETRY_FOR: Duration = Duration::from_secs(10);
+const BIND_RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// Binds every data-plane listener, in config order, retrying addresses still in use for up
+/// to [`BIND_RETRY_FOR`]. Any other error fails at once.
+async fn bind_listeners(config: &Config) -> Result<Vec<tokio::net::TcpListener>, StartError> {
+    let give_up = Instant::now() + BIND_RETRY_FOR;
+    let mut sockets = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        let mut warned = false;
+        let socket = loop {
+            match listener::bind(l) {
+                Ok(socket) => break socket,
+                Err(err) if err.kind() == io::ErrorKind::AddrInUse && Instant::now() < give_up => {
+                    if !warned {
+                        tracing::warn!(
+                            listener = %l.name,
+                            addr = %l.addr,
+                            retry_s = BIND_RETRY_FOR.as_secs(),
+                            "address in use; not ready, retrying"
+                        );
+                        warned = true;
+                    }
+                    tokio::time::sleep(BIND_RETRY_EVERY).await;
+                }
+                Err(source) => {
+                    return Err(StartError::Bind {
+                        what: format!("listener {}", l.name),
+                        addr: l.addr,
+                        source,
+                    });
+                }
+            }
+        };
+        sockets.push(socket);
+    }
+    Ok(sockets)
 }
 
 /// File certificates, or the self-signed fallback when none are configured.
@@ -245,9 +288,11 @@ async fn shutdown(
     plane.conns.close();
     let shared = &plane.shared;
     shared.tunnels.close();
+    shared.streams.close();
     let start = Instant::now();
     tracing::info!(
         connections = plane.conns.len(),
+        streams = shared.streams.len(),
         tunnels = shared.tunnels.len(),
         "stopped accepting; draining"
     );
@@ -256,29 +301,35 @@ async fn shutdown(
     let requests_deadline = start + config.shutdown.drain_timeout;
     let all_done = async {
         plane.conns.wait().await;
+        shared.streams.wait().await;
         shared.tunnels.wait().await;
     };
     tokio::pin!(all_done);
     let stream_cut = tokio::time::sleep_until(streams_deadline);
     tokio::pin!(stream_cut);
+    // Past both deadlines, a short grace lets the clean endings (last chunks, FINs) go out.
     let final_deadline =
         tokio::time::sleep_until(requests_deadline.max(streams_deadline) + Duration::from_secs(1));
     tokio::pin!(final_deadline);
-    let mut streams_cut = 0;
+    let (mut streams_cut, mut tunnels_cut) = (0, 0);
     loop {
         tokio::select! {
             () = &mut all_done => break,
             () = &mut stream_cut, if !shared.stop_streams.is_cancelled() => {
-                streams_cut = shared.tunnels.len();
+                streams_cut = shared.streams.len();
+                tunnels_cut = shared.tunnels.len();
                 shared.stop_streams.cancel();
             }
             () = &mut final_deadline => break,
             _ = signals.next() => exit_now(),
         }
     }
+    // Streams and tunnels have ended by now; a connection still open has a request whose
+    // response is unfinished (an HTTP/2 connection counts once), and is cut on exit.
     tracing::info!(
-        connections_cut = plane.conns.len(),
-        tunnels_cut = shared.tunnels.len().max(streams_cut),
+        requests_cut = plane.conns.len(),
+        streams_cut,
+        tunnels_cut,
         elapsed_ms = start.elapsed().as_millis() as u64,
         "shutdown complete"
     );

@@ -16,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::upstream::pool::PooledBody;
 use crate::upstream::replica::InFlight;
@@ -214,16 +215,19 @@ pub struct UpstreamBody {
     idle: Option<IdleTimer>,
     /// For endless streams (SSE): shutdown ends them with a proper last chunk / END_STREAM.
     stop: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Counts an endless stream in shutdown's stream tracker until the body is dropped.
+    _stream: Option<TaskTrackerToken>,
     _in_flight: InFlight,
 }
 
 impl UpstreamBody {
-    /// `idle` is `None` for event streams and when the route turns the timeout off; `stop`
-    /// is set for event streams, which shutdown ends cleanly instead of waiting for them.
+    /// `idle` is `None` for event streams and when the route turns the timeout off; `stream`
+    /// is set for event streams, which shutdown counts and ends cleanly when its token is
+    /// cancelled instead of waiting for them.
     pub fn new(
         inner: PooledBody,
         idle: Option<Duration>,
-        stop: Option<CancellationToken>,
+        stream: Option<(CancellationToken, TaskTrackerToken)>,
         in_flight: InFlight,
     ) -> Self {
         let idle = if inner.is_end_stream() {
@@ -231,11 +235,15 @@ impl UpstreamBody {
         } else {
             IdleTimer::new(idle)
         };
-        let stop = stop.map(|t| Box::pin(t.cancelled_owned()));
+        let (stop, stream) = match stream {
+            Some((stop, counted)) => (Some(Box::pin(stop.cancelled_owned())), Some(counted)),
+            None => (None, None),
+        };
         Self {
             inner,
             idle,
             stop,
+            _stream: stream,
             _in_flight: in_flight,
         }
     }

@@ -178,12 +178,15 @@ pub async fn forward(
 
     let (mut head, body) = resp.into_parts();
     forwarded::rewrite_response(&mut head.headers, false);
-    let (idle, stop) = if is_event_stream(&head.headers) {
-        (None, Some(shared.stop_streams.clone()))
+    let (idle, stream) = if is_event_stream(&head.headers) {
+        (
+            None,
+            Some((shared.stop_streams.clone(), shared.streams.token())),
+        )
     } else {
         (route.timeouts.upstream_body_idle, None)
     };
-    let body = UpstreamBody::new(body, idle, stop, guard);
+    let body = UpstreamBody::new(body, idle, stream, guard);
     Ok((
         Response::from_parts(head, ResponseBody::Upstream(body)),
         label,

@@ -35,6 +35,8 @@ pub struct Shared {
     /// Upgraded tunnels, tracked so shutdown can find them (hyper stops tracking upgraded
     /// connections).
     pub tunnels: TaskTracker,
+    /// Endless responses (server-sent events) being streamed, so shutdown can count them.
+    pub streams: TaskTracker,
     /// Cancelled when shutdown stops waiting for streams and tunnels.
     pub stop_streams: tokio_util::sync::CancellationToken,
 }

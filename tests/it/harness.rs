@@ -142,6 +142,7 @@ pub struct GatewayBuilder {
     template: String,
     env: Vec<(String, String)>,
     wait_ready: bool,
+    subcommand: &'static str,
 }
 
 impl GatewayBuilder {
@@ -152,6 +153,12 @@ impl GatewayBuilder {
 
     pub fn no_wait(mut self) -> Self {
         self.wait_ready = false;
+        self
+    }
+
+    /// Runs `edgeward <subcommand> --config ...` instead of `run` (e.g. `demo`).
+    pub fn subcommand(mut self, subcommand: &'static str) -> Self {
+        self.subcommand = subcommand;
         self
     }
 
@@ -177,7 +184,7 @@ impl GatewayBuilder {
         let log_path = dir.path().join("gateway.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeward"));
-        cmd.arg("run")
+        cmd.arg(self.subcommand)
             .arg("--config")
             .arg(&config_path)
             .stdout(log.try_clone().unwrap())
@@ -209,6 +216,7 @@ impl Gateway {
             template: template.to_owned(),
             env: Vec::new(),
             wait_ready: true,
+            subcommand: "run",
         }
     }
 

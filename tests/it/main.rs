@@ -4,6 +4,9 @@
 #[allow(dead_code)]
 mod harness;
 
+#[allow(dead_code)]
+mod clients;
+
 mod core_check;
 mod core_connections;
 mod core_forwarding;
@@ -13,3 +16,9 @@ mod core_proxying;
 mod core_route_options;
 mod core_routing;
 mod core_tls;
+mod ops_admin;
+mod ops_demo;
+mod ops_deploy;
+mod ops_fastapi;
+mod ops_probe;
+mod ops_shutdown;
