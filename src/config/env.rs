@@ -288,7 +288,13 @@ fn typed_value<'a>(entry: &'a Override, diag: &mut Diag<'_>) -> Option<DeValue<'
             None
         }),
         Kind::Size => integer().or_else(|| Some(DeValue::String(Cow::Borrowed(&entry.value)))),
+        Kind::Fraction => DeValue::parse(text)
+            .ok()
+            .map(Spanned::into_inner)
+            .filter(|v| v.is_float() || v.is_integer())
+            .or_else(|| Some(DeValue::String(Cow::Borrowed(&entry.value)))),
         Kind::Str
+        | Kind::Url
         | Kind::Duration
         | Kind::DurationOrOff
         | Kind::Addr

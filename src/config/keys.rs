@@ -18,6 +18,10 @@ pub(crate) enum Kind {
     Size,
     Addr,
     Path,
+    /// An `http://` or `https://` URL.
+    Url,
+    /// A number between 0 and 1.
+    Fraction,
     Choice(&'static [&'static str]),
 }
 
@@ -33,6 +37,8 @@ impl Kind {
             Kind::Size => "size".into(),
             Kind::Addr => "socket address".into(),
             Kind::Path => "path".into(),
+            Kind::Url => "URL".into(),
+            Kind::Fraction => "number (0 to 1]".into(),
             Kind::Choice(options) => options
                 .iter()
                 .map(|o| format!("\"{o}\""))
@@ -68,8 +74,10 @@ const fn key(path: &'static str, kind: Kind, default: &'static str, doc: &'stati
 
 const CLIENT_IP_HEADERS: &[&str] = &["x-forwarded-for", "forwarded"];
 const LOG_FORMATS: &[&str] = &["text", "json"];
+const ACME_CHALLENGES: &[&str] = &["http-01", "tls-alpn-01"];
+const ACME_KEY_TYPES: &[&str] = &["ecdsa-p256", "ecdsa-p384"];
 
-use Kind::{Addr, Bool, Choice, Duration, DurationOrOff, Int, Path, Size, Str};
+use Kind::{Addr, Bool, Choice, Duration, DurationOrOff, Fraction, Int, Path, Size, Str, Url};
 
 /// Every overridable scalar key, grouped by section in the order of `config/edgeward.toml`.
 // One key per line keeps this readable as a table.
@@ -116,6 +124,17 @@ pub(crate) const KEYS: &[KeyInfo] = &[
     key("tls.self_signed_dir", Path, "\"certs\"", "Where the self-signed fallback certificate is kept."),
     key("tls.session_cache_size", Int, "4096", "Server-side TLS session cache entries."),
     key("tls.tickets", Bool, "true", "Issue TLS 1.3 session tickets."),
+    key("acme.directory", Url, "Let's Encrypt production", "ACME directory URL of the CA."),
+    key("acme.staging", Bool, "false", "Use Let's Encrypt's staging directory (when `directory` is not set)."),
+    key("acme.email", Str, "none", "Contact address for the ACME account."),
+    key("acme.challenge", Choice(ACME_CHALLENGES), "\"http-01\"", "How control of the names is proven: port 80 or port 443."),
+    key("acme.storage", Str, "\"dir:/var/lib/edgeward/acme\"", "`dir:<path>` (a shared volume for a cluster) or `redis://` / `rediss://` URL."),
+    key("acme.redis_prefix", Str, "\"edgeward:acme:\"", "Prefix of every Redis key ACME uses."),
+    key("acme.key_type", Choice(ACME_KEY_TYPES), "\"ecdsa-p256\"", "Key type of issued certificates."),
+    key("acme.renew_before", Fraction, "0.333", "Renew when this fraction of the lifetime remains (unless the CA's renewal info says otherwise)."),
+    key("acme.check_interval", Duration, "\"1h\"", "How often each certificate's state is checked again."),
+    key("acme.retry_interval", Duration, "\"5m\"", "First wait after a failed order; doubles per failure up to 24h."),
+    key("acme.ca_roots", Path, "system roots", "PEM roots trusted for the directory's HTTPS (a private CA)."),
     key("hsts.max_age", Duration, "\"365d\"", "`max-age` of `Strict-Transport-Security` (setting any hsts key enables it)."),
     key("hsts.include_subdomains", Bool, "false", "Add `includeSubDomains`."),
     key("hsts.preload", Bool, "false", "Add `preload` (needs include_subdomains and max_age of at least 365d)."),

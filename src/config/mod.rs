@@ -18,9 +18,11 @@ mod error;
 mod fields;
 mod keys;
 mod model;
+mod model_acme;
 mod raw;
 mod units;
 mod validate;
+mod validate_acme;
 mod validate_routes;
 
 #[cfg(test)]
@@ -31,6 +33,7 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrors};
 pub use keys::reference_table;
 pub use model::*;
+pub use model_acme::*;
 
 use error::Diag;
 use toml::de::DeTable;

@@ -21,6 +21,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub http2: Http2,
     pub tls: Tls,
+    /// `[acme]`; off unless it lists certificates.
+    pub acme: super::model_acme::Acme,
     pub hsts: Option<Hsts>,
     pub log: Log,
     pub shutdown: Shutdown,

@@ -31,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "timeouts",
     "http2",
     "tls",
+    "acme",
     "hsts",
     "log",
     "shutdown",
@@ -50,6 +51,7 @@ pub(crate) struct RawConfig {
     pub(crate) timeouts: Option<RawTimeouts>,
     pub(crate) http2: Option<RawHttp2>,
     pub(crate) tls: Option<RawTls>,
+    pub(crate) acme: Option<RawAcme>,
     /// Present (even empty) means HSTS is on.
     pub(crate) hsts: Option<RawHsts>,
     pub(crate) log: Option<RawLog>,
@@ -162,6 +164,72 @@ pub(crate) struct RawCertificate {
     pub(crate) cert: Field<String>,
     pub(crate) key: Field<String>,
     pub(crate) default: Field<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawAcme {
+    pub(crate) directory: Field<String>,
+    pub(crate) staging: Field<bool>,
+    pub(crate) email: Field<String>,
+    pub(crate) eab: Option<Spanned<RawEab>>,
+    pub(crate) challenge: Field<String>,
+    pub(crate) storage: Field<String>,
+    pub(crate) redis_prefix: Field<String>,
+    pub(crate) key_type: Field<String>,
+    pub(crate) renew_before: Field<Fraction>,
+    pub(crate) check_interval: Field<DurationText>,
+    pub(crate) retry_interval: Field<DurationText>,
+    pub(crate) ca_roots: Field<String>,
+    pub(crate) certificates: Option<Vec<Spanned<RawAcmeCertificate>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table like { kid = \"...\", hmac_key = \"${ACME_EAB_HMAC}\" }"
+)]
+pub(crate) struct RawEab {
+    pub(crate) kid: Field<String>,
+    pub(crate) hmac_key: Field<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table with names")]
+pub(crate) struct RawAcmeCertificate {
+    pub(crate) names: List,
+}
+
+/// A fraction as written: a number, or a string holding one (from the environment).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fraction(pub(crate) f64);
+
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FractionVisitor;
+        impl Visitor<'_> for FractionVisitor {
+            type Value = Fraction;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number between 0 and 1, e.g. 0.33")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Fraction, E> {
+                Ok(Fraction(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Fraction, E> {
+                Ok(Fraction(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Fraction, E> {
+                Ok(Fraction(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Fraction, E> {
+                v.trim()
+                    .parse::<f64>()
+                    .map(Fraction)
+                    .map_err(|_| E::custom(format!("expected a number, got {v:?}")))
+            }
+        }
+        deserializer.deserialize_any(FractionVisitor)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -349,6 +417,7 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "timeouts" => raw.timeouts = section(name, value, diag),
             "http2" => raw.http2 = section(name, value, diag),
             "tls" => raw.tls = section(name, value, diag),
+            "acme" => raw.acme = section(name, value, diag),
             "hsts" => raw.hsts = section(name, value, diag),
             "log" => raw.log = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),

@@ -14,6 +14,7 @@ use super::raw::{
     Named, RawAdmin, RawConfig, RawHsts, RawHttp2, RawListener, RawLog, RawProbe, RawServer,
     RawShutdown, RawTimeouts, RawTls,
 };
+use super::validate_acme::acme;
 use super::validate_routes::{routes, upstreams};
 
 const KIB: u64 = 1 << 10;
@@ -43,12 +44,14 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
     let timeouts = timeouts(&raw.timeouts.unwrap_or_default(), ctx);
     let upstreams = upstreams(&raw.upstreams, ctx);
     let routes = routes(&raw.routes, &upstreams, &server, &timeouts.route, ctx);
+    let acme = acme(&raw.acme.unwrap_or_default(), &listeners, ctx);
     Config {
         listeners,
         admin,
         probe,
         http2: http2(&raw.http2.unwrap_or_default(), ctx),
         tls: tls(&raw.tls.unwrap_or_default(), ctx),
+        acme,
         hsts: raw.hsts.map(|h| hsts(&h, ctx)),
         log: log(&raw.log.unwrap_or_default(), ctx),
         shutdown: shutdown(&raw.shutdown.unwrap_or_default(), ctx),

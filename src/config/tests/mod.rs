@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{Config, ConfigError, parse};
 
+mod acme;
 mod defaults;
 mod env;
 mod errors;

@@ -73,6 +73,8 @@ fn samples(kind: Kind) -> Vec<&'static str> {
         Kind::Size => vec!["32KiB", "16KiB"],
         Kind::Addr => vec!["127.0.0.1:0", "[::1]:0"],
         Kind::Path => vec!["elsewhere"],
+        Kind::Url => vec!["https://acme.test/directory"],
+        Kind::Fraction => vec!["0.5", "1"],
         Kind::Choice(options) => options.to_vec(),
     }
 }
@@ -119,7 +121,13 @@ fn section_fields(header: &str) -> Vec<String> {
         .expect("unknown field error")
         .message;
     let expected = message.split("expected").nth(1).expect("expected list");
-    let not_scalar = ["trusted_proxies", "hosts", "certificates", "replicas"];
+    let not_scalar = [
+        "trusted_proxies",
+        "hosts",
+        "certificates",
+        "replicas",
+        "eab",
+    ];
     expected
         .split('`')
         .skip(1)
@@ -140,6 +148,7 @@ fn every_scalar_field_of_the_raw_types_is_listed() {
         ("timeouts", "timeouts"),
         ("http2", "http2"),
         ("tls", "tls"),
+        ("acme", "acme"),
         ("hsts", "hsts"),
         ("log", "log"),
         ("shutdown", "shutdown"),
