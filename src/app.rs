@@ -29,6 +29,9 @@ pub enum StartError {
     /// Certificates could not be loaded or made.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// ACME storage or its client could not be set up.
+    #[error(transparent)]
+    Acme(#[from] crate::acme::AcmeError),
     /// A listener could not be bound.
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
@@ -90,12 +93,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     } else {
         None
     };
+    // Readiness never waits for ACME: until its certificates are issued, the fallback serves.
     readiness.certificates_ready();
+    let acme = crate::acme::start(&config.acme, Arc::clone(&certs))?;
 
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snapshot),
         registry,
         certs,
+        acme,
         tunnels: TaskTracker::new(),
         streams: TaskTracker::new(),
         stop_streams: CancellationToken::new(),

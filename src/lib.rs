@@ -31,6 +31,7 @@
 //! A request holds its snapshot until the response head is returned; a streaming response
 //! keeps only its replica's in-flight guard.
 
+pub mod acme;
 pub mod admin;
 pub mod app;
 pub mod body;

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -384,12 +384,18 @@ async fn serve(
         return;
     };
 
-    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(err)) => {
+    let acme = plane.shared.acme.as_deref().map(crate::acme::Acme::challenges);
+    let accepted = accept_tls(acceptor.config(), acme, stream);
+    let tls = match tokio::time::timeout(handshake_timeout, accepted).await {
+        Ok(Ok(Accepted::Stream(tls))) => tls,
+        Ok(Ok(Accepted::Validation)) => {
+            plane.handshakes.record_ok();
+            return;
+        }
+        Ok(Err(failed)) => {
             plane
                 .handshakes
-                .record(remote, None, crate::tls::failure_reason(&err));
+                .record(remote, failed.sni.as_deref(), failed.reason);
             return;
         }
         Err(_) => {
@@ -399,10 +405,72 @@ async fn serve(
     };
     plane.handshakes.record_ok();
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        serve_h2(&plane, conn(true, "h2"), &settings, TokioIo::new(tls)).await;
+        serve_h2(&plane, conn(true, "h2"), &settings, TokioIo::new(*tls)).await;
     } else {
-        serve_h1(&plane, conn(true, "h1"), &settings, TokioIo::new(tls)).await;
+        serve_h1(&plane, conn(true, "h1"), &settings, TokioIo::new(*tls)).await;
     }
+}
+
+/// How a TLS handshake ended well.
+enum Accepted {
+    /// A client connection to serve.
+    Stream(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A TLS-ALPN-01 validation handshake, answered and closed.
+    Validation,
+}
+
+/// A failed handshake, with the SNI name when the ClientHello got that far.
+struct HandshakeFailed {
+    sni: Option<String>,
+    reason: &'static str,
+}
+
+/// Reads the ClientHello, then completes the handshake with the normal configuration, or,
+/// when ACME is on and the client offers `acme-tls/1`, with a validation configuration for
+/// the name's pending TLS-ALPN-01 challenge (no pending challenge: the handshake fails).
+async fn accept_tls(
+    config: &Arc<rustls::ServerConfig>,
+    acme: Option<&crate::acme::challenge::Challenges>,
+    stream: TcpStream,
+) -> Result<Accepted, HandshakeFailed> {
+    let failed = |sni: Option<String>| {
+        move |err: io::Error| HandshakeFailed {
+            sni,
+            reason: crate::tls::failure_reason(&err),
+        }
+    };
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+        .await
+        .map_err(failed(None))?;
+    let hello = start.client_hello();
+    let sni = hello.server_name().map(str::to_owned);
+    let validation = acme.filter(|_| crate::tls::offers_acme_alpn(&hello));
+    let Some(challenges) = validation else {
+        let tls = start
+            .into_stream(Arc::clone(config))
+            .await
+            .map_err(failed(sni))?;
+        return Ok(Accepted::Stream(Box::new(tls)));
+    };
+    let name = sni.clone().unwrap_or_default();
+    let Some(key) = challenges.tls_alpn01(&name).await else {
+        tracing::info!(name, "TLS-ALPN-01 handshake for a name with no pending challenge");
+        return Err(HandshakeFailed {
+            sni,
+            reason: "no_certificate",
+        });
+    };
+    let config = crate::tls::acme_validation_config(key).map_err(|err| {
+        tracing::warn!(name, "cannot build the TLS-ALPN-01 configuration: {err}");
+        HandshakeFailed {
+            sni: sni.clone(),
+            reason: "other",
+        }
+    })?;
+    let mut tls = start.into_stream(config).await.map_err(failed(sni))?;
+    tracing::info!(name, "answered a TLS-ALPN-01 validation handshake");
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+    Ok(Accepted::Validation)
 }
 
 /// Connection settings read from the snapshot at accept time.

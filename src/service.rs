@@ -32,6 +32,9 @@ pub struct Shared {
     pub registry: Registry,
     /// Certificates for TLS listeners (and for deciding which hosts get HTTPS redirects).
     pub certs: Arc<CertStore>,
+    /// Pending ACME challenges, when ACME is on: answered over HTTP-01 before anything else,
+    /// and over TLS-ALPN-01 by the listener.
+    pub acme: Option<Arc<crate::acme::Acme>>,
     /// Upgraded tunnels, tracked so shutdown can find them (hyper stops tracking upgraded
     /// connections).
     pub tunnels: TaskTracker,
@@ -136,6 +139,13 @@ async fn pipeline(
     req: Request<Incoming>,
     rec: &mut Record,
 ) -> Result<Response<ResponseBody>, RequestError> {
+    // ACME HTTP-01 comes first: the CA's validator must reach it whatever the redirect,
+    // routing and rate-limit rules say.
+    if let Some(acme) = shared.acme.as_deref().filter(|_| !conn.peer.tls) {
+        if let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PREFIX) {
+            return Ok(acme_http01(acme.challenges(), req.method(), token).await);
+        }
+    }
     let policy = &snap.listeners[conn.listener];
     let resolved = forwarded::resolve_client(
         &conn.peer,
@@ -215,6 +225,36 @@ async fn pipeline(
     };
     apply_response_edits(route, &mut resp);
     Ok(resp)
+}
+
+/// Where HTTP-01 validators fetch their tokens.
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Answers an HTTP-01 validation request: 200 with the key authorization, or 404 for a
+/// token that is malformed (checked before any lookup) or not pending. The `Host` is not
+/// consulted: tokens are unique, and validators send `name:port`.
+async fn acme_http01(
+    challenges: &crate::acme::challenge::Challenges,
+    method: &http::Method,
+    token: &str,
+) -> Response<ResponseBody> {
+    let found = if method == http::Method::GET || method == http::Method::HEAD {
+        challenges.http01(token).await
+    } else {
+        None
+    };
+    let Some(key_auth) = found else {
+        let mut resp = Response::new(ResponseBody::text("not found\n"));
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+        return resp;
+    };
+    tracing::info!(token, "served an ACME HTTP-01 challenge");
+    let mut resp = Response::new(ResponseBody::Full(Some(bytes::Bytes::from(key_auth))));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
 }
 
 fn apply_response_edits(route: &Route, resp: &mut Response<ResponseBody>) {

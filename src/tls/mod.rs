@@ -7,6 +7,7 @@
 //! `Arc`: reload and ACME replace certificates in the store, so listeners and their
 //! `ServerConfig` never change.
 
+mod acme_alpn;
 mod failures;
 mod selfsigned;
 mod store;
@@ -23,6 +24,9 @@ use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, ServerConnection};
 
+pub use acme_alpn::{
+    ACME_TLS_ALPN, acme_validation_cert, acme_validation_config, offers_acme_alpn, validity,
+};
 pub use failures::{FailureReason, HandshakeFailures, failure_reason};
 pub use selfsigned::{SelfSignedOrigin, self_signed};
 pub use store::{CertInfo, CertStore};

@@ -25,6 +25,7 @@ pub enum X509Error {
 pub struct CertFacts {
     /// Lower-case hex of the serial number, without sign padding.
     pub serial_hex: String,
+    pub not_before: SystemTime,
     pub not_after: SystemTime,
     /// DNS names lower-cased and IP addresses as text, in certificate order, no duplicates.
     pub names: Vec<String>,
@@ -55,7 +56,8 @@ pub fn parse(der: &[u8]) -> Result<CertFacts, X509Error> {
     tbs.expect(SEQUENCE, "signature")?;
     tbs.expect(SEQUENCE, "issuer")?;
     let mut validity = Der::new(tbs.expect(SEQUENCE, "validity")?);
-    validity.read()?;
+    let (tag, not_before) = validity.read()?;
+    let not_before = parse_time(tag, not_before)?;
     let (tag, not_after) = validity.read()?;
     let not_after = parse_time(tag, not_after)?;
     tbs.expect(SEQUENCE, "subject")?;
@@ -82,6 +84,7 @@ pub fn parse(der: &[u8]) -> Result<CertFacts, X509Error> {
     }
     Ok(CertFacts {
         serial_hex: hex(serial),
+        not_before,
         not_after,
         names,
     })

@@ -1,0 +1,347 @@
+//! One task per certificate set: load what the store has, renew when due, wait while another
+//! replica holds the lock, back off after failures. A served certificate is only ever
+//! replaced by a newer one, never dropped because an attempt failed.
+
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use httpdate::fmt_http_date;
+
+use super::renew::{self, RetryState};
+use super::store::{Lease, Locked, Store};
+use super::{CertState, Inner, Status, order, short_hash};
+use crate::config;
+use crate::tls::{self, CertSource};
+
+/// How long a lock lasts without renewal; the holder renews it every third of this.
+pub(crate) const LEASE: Duration = Duration::from_secs(60);
+
+/// How often a replica waiting on another's lock looks for the result.
+pub(crate) fn wait_poll(config: &config::Acme) -> Duration {
+    config.check_interval.min(Duration::from_secs(2))
+}
+
+/// What is being served for this set.
+struct Current {
+    serial_hex: String,
+    not_after: SystemTime,
+    renew_at: SystemTime,
+    /// The served certificate covers every configured name.
+    complete: bool,
+}
+
+/// The storage keys and names of one set.
+struct Set {
+    names: Vec<String>,
+    bundle_key: String,
+    retry_key: String,
+    lock_name: String,
+}
+
+impl Set {
+    fn new(names: &[String]) -> Self {
+        let mut sorted = names.to_vec();
+        sorted.sort_unstable();
+        let id = format!("{}-{}", names[0], &short_hash(sorted.join(",").as_bytes())[..8]);
+        Self {
+            names: names.to_vec(),
+            bundle_key: format!("certs/{id}/bundle.pem"),
+            retry_key: format!("certs/{id}/retry.json"),
+            lock_name: format!("cert-{id}"),
+        }
+    }
+}
+
+/// Runs forever (until the process ends) for `inner.config.certificates[index]`.
+pub(crate) async fn run(inner: Arc<Inner>, index: usize) {
+    let set = Set::new(&inner.config.certificates[index].names);
+    let mut task = Task {
+        inner,
+        index,
+        set,
+        current: None,
+        last_holder: None,
+        announced_wait: None,
+    };
+    tracing::info!(names = ?task.set.names, "ACME certificate pending");
+    loop {
+        let wait = task.step().await;
+        tokio::time::sleep(wait).await;
+    }
+}
+
+struct Task {
+    inner: Arc<Inner>,
+    index: usize,
+    set: Set,
+    current: Option<Current>,
+    /// The other replica last seen holding the lock, so its name is logged once.
+    last_holder: Option<String>,
+    /// The retry time last logged, so a waiting replica logs it once.
+    announced_wait: Option<u64>,
+}
+
+impl Task {
+    /// One look at the set; returns how long to wait before the next.
+    async fn step(&mut self) -> Duration {
+        let inner = Arc::clone(&self.inner);
+        let config = &inner.config;
+        self.pick_up_stored().await;
+        let now = SystemTime::now();
+        let due = match &self.current {
+            None => true,
+            Some(c) => !c.complete || now >= c.renew_at,
+        };
+        if !due {
+            let renew_at = self.current.as_ref().map(|c| c.renew_at);
+            self.update(|s| {
+                s.status = Status::Valid;
+                s.next_attempt = renew_at;
+            });
+            return until(renew_at.unwrap_or(now), config.check_interval);
+        }
+        if let Some(wait) = self.blocked_by_retry(now).await {
+            return wait;
+        }
+        let lease = match self.inner.store.lock(&self.set.lock_name, LEASE).await {
+            Ok(Locked::Acquired(lease)) => lease,
+            Ok(Locked::Held { holder }) => {
+                if self.last_holder.as_deref() != Some(holder.as_str()) {
+                    tracing::info!(names = ?self.set.names, holder, "another replica holds the ACME lock; waiting for its certificate");
+                    self.last_holder = Some(holder);
+                }
+                return wait_poll(config);
+            }
+            Err(err) => {
+                tracing::warn!(names = ?self.set.names, "ACME store unavailable: {err}");
+                return wait_poll(config).max(Duration::from_secs(1));
+            }
+        };
+        self.last_holder = None;
+        let wait = self.with_lock(&lease).await;
+        if let Err(err) = self.inner.store.release(&lease).await {
+            tracing::debug!("cannot release the ACME lock: {err}");
+        }
+        wait
+    }
+
+    /// Holding the lock: check the store once more, then order.
+    async fn with_lock(&mut self, lease: &Lease) -> Duration {
+        tracing::info!(names = ?self.set.names, holder = %lease.token, "holding the ACME lock");
+        // Another replica may have finished just before we got the lock.
+        self.pick_up_stored().await;
+        let now = SystemTime::now();
+        if let Some(c) = &self.current {
+            if c.complete && now < c.renew_at {
+                return Duration::ZERO;
+            }
+        }
+        if let Some(wait) = self.blocked_by_retry(now).await {
+            return wait;
+        }
+        let renewing = self.current.is_some();
+        self.update(|s| s.status = if renewing { Status::Renewing } else { Status::Pending });
+        tracing::info!(names = ?self.set.names, renewal = renewing, "ordering an ACME certificate");
+        let issued = tokio::select! {
+            issued = self.order() => issued,
+            () = keep_lease(&self.inner, lease) => Err("lost the ACME lock while ordering".to_owned()),
+        };
+        match issued {
+            Ok(bundle) => self.issued(bundle).await,
+            Err(message) => self.failed(message).await,
+        }
+    }
+
+    async fn order(&self) -> Result<String, String> {
+        let account = self.inner.account().await?;
+        self.inner.retry_after.take();
+        order::issue(
+            &account,
+            &self.set.names,
+            self.inner.config.challenge,
+            self.inner.config.key_type,
+            &self.inner.challenges,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    async fn issued(&mut self, bundle: String) -> Duration {
+        let check_interval = self.inner.config.check_interval;
+        if let Err(err) = tls::load_pem(bundle.as_bytes(), bundle.as_bytes(), CertSource::Acme) {
+            return self.failed(format!("the CA's certificate is unusable: {err}")).await;
+        }
+        if let Err(err) = self.inner.store.put(&self.set.bundle_key, bundle.as_bytes()).await {
+            // Serve it anyway; the next check retries storing by ordering again only when due.
+            tracing::warn!(names = ?self.set.names, "cannot store the new certificate: {err}");
+        }
+        if let Err(err) = self.inner.store.delete(&self.set.retry_key).await {
+            tracing::debug!("cannot clear the ACME retry state: {err}");
+        }
+        self.install(bundle.as_bytes(), "issued");
+        self.update(|s| s.last_error = None);
+        let now = SystemTime::now();
+        let renew_at = self.current.as_ref().map_or(now, |c| c.renew_at);
+        until(renew_at, check_interval)
+    }
+
+    async fn failed(&mut self, message: String) -> Duration {
+        let inner = Arc::clone(&self.inner);
+        let config = &inner.config;
+        let now = SystemTime::now();
+        let previous = self.read_retry().await.map_or(0, |r| r.failures);
+        let failures = previous.saturating_add(1);
+        let retry_after = self.inner.retry_after.take();
+        let next = renew::next_attempt(now, config.retry_interval, failures, retry_after, fastrand::f64());
+        let state = RetryState {
+            failures,
+            not_before: renew::unix_secs(next),
+            last_error: message.clone(),
+        };
+        match serde_json::to_vec(&state) {
+            Ok(json) => {
+                if let Err(err) = self.inner.store.put(&self.set.retry_key, &json).await {
+                    tracing::warn!("cannot store the ACME retry state: {err}");
+                }
+            }
+            Err(err) => tracing::warn!("cannot encode the ACME retry state: {err}"),
+        }
+        let serving = self.current.is_some();
+        tracing::warn!(
+            names = ?self.set.names,
+            failures,
+            next_attempt = %fmt_http_date(state.not_before()),
+            still_serving = serving,
+            "ACME order failed: {message}"
+        );
+        self.announced_wait = Some(state.not_before);
+        self.update(|s| {
+            s.status = Status::Failed;
+            s.next_attempt = Some(state.not_before());
+            s.last_error = Some(message);
+        });
+        until(state.not_before(), config.check_interval)
+    }
+
+    /// The stored retry state, if it still blocks attempts at `now`: the wait until the next
+    /// check or the allowed attempt.
+    async fn blocked_by_retry(&mut self, now: SystemTime) -> Option<Duration> {
+        let retry = self.read_retry().await?;
+        if retry.not_before() <= now {
+            return None;
+        }
+        if self.announced_wait != Some(retry.not_before) {
+            tracing::info!(
+                names = ?self.set.names,
+                failures = retry.failures,
+                next_attempt = %fmt_http_date(retry.not_before()),
+                last_error = %retry.last_error,
+                "ACME attempts paused after failures"
+            );
+            self.announced_wait = Some(retry.not_before);
+        }
+        self.update(|s| {
+            s.status = Status::Failed;
+            s.next_attempt = Some(retry.not_before());
+            s.last_error = Some(retry.last_error.clone());
+        });
+        Some(until(retry.not_before(), self.inner.config.check_interval))
+    }
+
+    async fn read_retry(&self) -> Option<RetryState> {
+        match self.inner.store.get(&self.set.retry_key).await {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!("cannot read the ACME retry state: {err}");
+                None
+            }
+        }
+    }
+
+    /// Serves the stored certificate if it is newer than the one served now.
+    async fn pick_up_stored(&mut self) {
+        let bytes = match self.inner.store.get(&self.set.bundle_key).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(names = ?self.set.names, "cannot read the stored certificate: {err}");
+                return;
+            }
+        };
+        self.install(&bytes, "loaded from the store");
+    }
+
+    /// Parses a bundle and, if valid and different from the served one, serves it.
+    fn install(&mut self, bundle: &[u8], how: &str) {
+        let loaded = match tls::load_pem(bundle, bundle, CertSource::Acme) {
+            Ok(loaded) => loaded,
+            Err(err) => {
+                tracing::warn!(names = ?self.set.names, "stored certificate is unusable: {err}");
+                return;
+            }
+        };
+        if self.current.as_ref().is_some_and(|c| c.serial_hex == loaded.serial_hex) {
+            return;
+        }
+        let now = SystemTime::now();
+        if loaded.not_after <= now {
+            return;
+        }
+        let not_before = loaded
+            .key
+            .cert
+            .first()
+            .and_then(|der| tls::validity(der).ok())
+            .map_or(now, |(nb, _)| nb);
+        let renew_at = renew::renew_at(not_before, loaded.not_after, self.inner.config.renew_before);
+        let complete = self.set.names.iter().all(|n| loaded.names.contains(n));
+        tracing::info!(
+            names = ?self.set.names,
+            serial = %loaded.serial_hex,
+            not_after = %fmt_http_date(loaded.not_after),
+            renew_at = %fmt_http_date(renew_at),
+            "ACME certificate {how}"
+        );
+        let current = Current {
+            serial_hex: loaded.serial_hex.clone(),
+            not_after: loaded.not_after,
+            renew_at,
+            complete,
+        };
+        self.inner.certs.set_acme(loaded);
+        self.update(|s| {
+            s.status = Status::Valid;
+            s.not_after = Some(current.not_after);
+            s.serial_hex = Some(current.serial_hex.clone());
+            s.next_attempt = Some(current.renew_at);
+        });
+        self.current = Some(current);
+    }
+
+    fn update(&self, change: impl FnOnce(&mut CertState)) {
+        let mut state = self.inner.states[self.index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        change(&mut state);
+    }
+}
+
+/// Renews the lease every third of its length; returns only when it is lost.
+async fn keep_lease(inner: &Inner, lease: &Lease) {
+    loop {
+        tokio::time::sleep(lease.lease / 3).await;
+        match inner.store.renew(lease).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => tracing::warn!("cannot renew the ACME lock: {err}"),
+        }
+    }
+}
+
+/// The wait until `at`, but at most `check` (and never negative).
+fn until(at: SystemTime, check: Duration) -> Duration {
+    at.duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .min(check)
+}
