@@ -384,7 +384,11 @@ async fn serve(
         return;
     };
 
-    let acme = plane.shared.acme.as_deref().map(crate::acme::Acme::challenges);
+    let acme = plane
+        .shared
+        .acme
+        .as_deref()
+        .map(crate::acme::Acme::challenges);
     let accepted = accept_tls(acceptor.config(), acme, stream);
     let tls = match tokio::time::timeout(handshake_timeout, accepted).await {
         Ok(Ok(Accepted::Stream(tls))) => tls,
@@ -454,7 +458,10 @@ async fn accept_tls(
     };
     let name = sni.clone().unwrap_or_default();
     let Some(key) = challenges.tls_alpn01(&name).await else {
-        tracing::info!(name, "TLS-ALPN-01 handshake for a name with no pending challenge");
+        tracing::info!(
+            name,
+            "TLS-ALPN-01 handshake for a name with no pending challenge"
+        );
         return Err(HandshakeFailed {
             sni,
             reason: "no_certificate",

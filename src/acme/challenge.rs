@@ -104,7 +104,10 @@ impl Challenges {
                 Some(key)
             }
             Err(err) => {
-                tracing::warn!(name, "cannot make the TLS-ALPN-01 validation certificate: {err}");
+                tracing::warn!(
+                    name,
+                    "cannot make the TLS-ALPN-01 validation certificate: {err}"
+                );
                 None
             }
         }
@@ -115,18 +118,16 @@ impl Challenges {
         if !is_token(token) {
             return Err(StoreError::BadKey(token.to_owned()));
         }
-        self.store.put(&http_key(token), key_auth.as_bytes()).await?;
+        self.store
+            .put(&http_key(token), key_auth.as_bytes())
+            .await?;
         lock(&self.http).insert(token.to_owned(), key_auth.to_owned());
         Ok(())
     }
 
     /// Publishes a TLS-ALPN-01 answer (the SHA-256 digest of the key authorization): store
     /// first, then memory.
-    pub async fn publish_tls_alpn01(
-        &self,
-        name: &str,
-        digest: &[u8],
-    ) -> Result<(), PublishError> {
+    pub async fn publish_tls_alpn01(&self, name: &str, digest: &[u8]) -> Result<(), PublishError> {
         if !is_name(name) {
             return Err(StoreError::BadKey(name.to_owned()).into());
         }
@@ -186,7 +187,17 @@ mod tests {
     fn tokens_are_base64url_only() {
         assert!(is_token("evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"));
         assert!(is_token(&"a".repeat(128)));
-        for bad in ["", "..", "a/b", "a%2Fb", "a.b", "a b", "ä", "../account", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "a%2Fb",
+            "a.b",
+            "a b",
+            "ä",
+            "../account",
+            &"a".repeat(129),
+        ] {
             assert!(!is_token(bad), "{bad:?}");
         }
     }

@@ -112,7 +112,11 @@ impl HttpClient for AcmeHttp {
 
 /// `Retry-After` as seconds or an HTTP date, clamped to [`MAX_RETRY_AFTER`] from `now`.
 fn parse_retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<SystemTime> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     let at = match value.parse::<u64>() {
         Ok(secs) => now + Duration::from_secs(secs).min(MAX_RETRY_AFTER),
         Err(_) => httpdate::parse_http_date(value).ok()?,
@@ -132,10 +136,19 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         assert_eq!(parse_retry_after(&headers, now), None);
         headers.insert("retry-after", "120".parse().unwrap());
-        assert_eq!(parse_retry_after(&headers, now), Some(now + Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(&headers, now),
+            Some(now + Duration::from_secs(120))
+        );
         headers.insert("retry-after", "99999999999".parse().unwrap());
-        assert_eq!(parse_retry_after(&headers, now), Some(now + Duration::from_secs(7 * 86_400)));
-        headers.insert("retry-after", "Tue, 14 Nov 2023 22:15:00 GMT".parse().unwrap());
+        assert_eq!(
+            parse_retry_after(&headers, now),
+            Some(now + Duration::from_secs(7 * 86_400))
+        );
+        headers.insert(
+            "retry-after",
+            "Tue, 14 Nov 2023 22:15:00 GMT".parse().unwrap(),
+        );
         assert_eq!(
             parse_retry_after(&headers, now),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_100))

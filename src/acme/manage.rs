@@ -42,7 +42,11 @@ impl Set {
     fn new(names: &[String]) -> Self {
         let mut sorted = names.to_vec();
         sorted.sort_unstable();
-        let id = format!("{}-{}", names[0], &short_hash(sorted.join(",").as_bytes())[..8]);
+        let id = format!(
+            "{}-{}",
+            names[0],
+            &short_hash(sorted.join(",").as_bytes())[..8]
+        );
         Self {
             names: names.to_vec(),
             bundle_key: format!("certs/{id}/bundle.pem"),
@@ -140,7 +144,13 @@ impl Task {
             return wait;
         }
         let renewing = self.current.is_some();
-        self.update(|s| s.status = if renewing { Status::Renewing } else { Status::Pending });
+        self.update(|s| {
+            s.status = if renewing {
+                Status::Renewing
+            } else {
+                Status::Pending
+            }
+        });
         tracing::info!(names = ?self.set.names, renewal = renewing, "ordering an ACME certificate");
         let issued = tokio::select! {
             issued = self.order() => issued,
@@ -169,9 +179,16 @@ impl Task {
     async fn issued(&mut self, bundle: String) -> Duration {
         let check_interval = self.inner.config.check_interval;
         if let Err(err) = tls::load_pem(bundle.as_bytes(), bundle.as_bytes(), CertSource::Acme) {
-            return self.failed(format!("the CA's certificate is unusable: {err}")).await;
+            return self
+                .failed(format!("the CA's certificate is unusable: {err}"))
+                .await;
         }
-        if let Err(err) = self.inner.store.put(&self.set.bundle_key, bundle.as_bytes()).await {
+        if let Err(err) = self
+            .inner
+            .store
+            .put(&self.set.bundle_key, bundle.as_bytes())
+            .await
+        {
             // Serve it anyway; the next check retries storing by ordering again only when due.
             tracing::warn!(names = ?self.set.names, "cannot store the new certificate: {err}");
         }
@@ -192,7 +209,13 @@ impl Task {
         let previous = self.read_retry().await.map_or(0, |r| r.failures);
         let failures = previous.saturating_add(1);
         let retry_after = self.inner.retry_after.take();
-        let next = renew::next_attempt(now, config.retry_interval, failures, retry_after, fastrand::f64());
+        let next = renew::next_attempt(
+            now,
+            config.retry_interval,
+            failures,
+            retry_after,
+            fastrand::f64(),
+        );
         let state = RetryState {
             failures,
             not_before: renew::unix_secs(next),
@@ -281,7 +304,11 @@ impl Task {
                 return;
             }
         };
-        if self.current.as_ref().is_some_and(|c| c.serial_hex == loaded.serial_hex) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.serial_hex == loaded.serial_hex)
+        {
             return;
         }
         let now = SystemTime::now();
@@ -294,7 +321,8 @@ impl Task {
             .first()
             .and_then(|der| tls::validity(der).ok())
             .map_or(now, |(nb, _)| nb);
-        let renew_at = renew::renew_at(not_before, loaded.not_after, self.inner.config.renew_before);
+        let renew_at =
+            renew::renew_at(not_before, loaded.not_after, self.inner.config.renew_before);
         let complete = self.set.names.iter().all(|n| loaded.names.contains(n));
         tracing::info!(
             names = ?self.set.names,

@@ -195,11 +195,18 @@ impl Inner {
                 tracing::info!(account = account.id(), "using the stored ACME account");
                 return Ok(account);
             }
-            let lease = match self.store.lock(&format!("account-{id}"), manage::LEASE).await {
+            let lease = match self
+                .store
+                .lock(&format!("account-{id}"), manage::LEASE)
+                .await
+            {
                 Ok(Locked::Acquired(lease)) => lease,
                 Ok(Locked::Held { holder }) => {
                     if !waited {
-                        tracing::info!(holder, "another replica is creating the ACME account; waiting");
+                        tracing::info!(
+                            holder,
+                            "another replica is creating the ACME account; waiting"
+                        );
                         waited = true;
                     }
                     tokio::time::sleep(manage::wait_poll(&self.config)).await;
@@ -253,8 +260,14 @@ impl Inner {
             .await
             .map_err(|e| format!("cannot create the ACME account: {e}"))?;
         let json = serde_json::to_vec(&creds).map_err(|e| e.to_string())?;
-        self.store.put(key, &json).await.map_err(|e| e.to_string())?;
-        tracing::info!(account = account.id(), "created and stored the ACME account");
+        self.store
+            .put(key, &json)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            account = account.id(),
+            "created and stored the ACME account"
+        );
         Ok(account)
     }
 }

@@ -29,7 +29,9 @@ pub fn in_window(start: SystemTime, end: SystemTime, r: f64) -> SystemTime {
 /// at [`MAX_BACKOFF`], times a jitter factor in [0.9, 1.1) chosen by `r` in [0, 1).
 pub fn backoff(base: Duration, failures: u32, r: f64) -> Duration {
     let doublings = failures.saturating_sub(1).min(30);
-    let exp = base.saturating_mul(1u32 << doublings.min(31)).min(MAX_BACKOFF);
+    let exp = base
+        .saturating_mul(1u32 << doublings.min(31))
+        .min(MAX_BACKOFF);
     exp.mul_f64(0.9 + 0.2 * r.clamp(0.0, 1.0))
 }
 

@@ -7,6 +7,10 @@ mod harness;
 #[allow(dead_code)]
 mod clients;
 
+#[allow(dead_code)]
+mod pebble;
+
+mod acme_http01;
 mod core_check;
 mod core_connections;
 mod core_forwarding;

@@ -159,11 +159,7 @@ pub fn new_token() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown-host".to_owned());
-    format!(
-        "{host}/{}/{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    )
+    format!("{host}/{}/{:016x}", std::process::id(), fastrand::u64(..))
 }
 
 #[cfg(test)]

@@ -5,10 +5,25 @@ use super::{Backend, DirStore, Locked, Store, check_key};
 
 #[test]
 fn keys_cannot_leave_the_store() {
-    for good in ["account.json", "certs/app.test-1a2b/bundle.pem", "challenges/http-01/Ab_9-x"] {
+    for good in [
+        "account.json",
+        "certs/app.test-1a2b/bundle.pem",
+        "challenges/http-01/Ab_9-x",
+    ] {
         assert!(check_key(good).is_ok(), "{good}");
     }
-    for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/./b", "a\\b", "a b", "a%2Fb", "a/"] {
+    for bad in [
+        "",
+        "/etc/passwd",
+        "../x",
+        "a/../b",
+        "a//b",
+        "a/./b",
+        "a\\b",
+        "a b",
+        "a%2Fb",
+        "a/",
+    ] {
         assert!(check_key(bad).is_err(), "{bad:?}");
     }
 }
@@ -21,13 +36,19 @@ async fn dir_store_round_trips_with_private_modes() {
     assert_eq!(store.get("certs/a/bundle.pem").await.unwrap(), None);
     store.put("certs/a/bundle.pem", b"one").await.unwrap();
     store.put("certs/a/bundle.pem", b"two").await.unwrap();
-    assert_eq!(store.get("certs/a/bundle.pem").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        store.get("certs/a/bundle.pem").await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&root), 0o700);
     assert_eq!(mode(&root.join("certs/a")), 0o700);
     assert_eq!(mode(&root.join("certs/a/bundle.pem")), 0o600);
     // No temporary files are left behind.
-    let names: Vec<_> = std::fs::read_dir(root.join("certs/a")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(root.join("certs/a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["bundle.pem"]);
     store.delete("certs/a/bundle.pem").await.unwrap();
     store.delete("certs/a/bundle.pem").await.unwrap();
@@ -48,7 +69,10 @@ async fn dir_lock_is_exclusive_renewable_and_taken_over_when_stale() {
     }
     assert!(store.renew(&first).await.unwrap());
     store.release(&first).await.unwrap();
-    assert!(!store.renew(&first).await.unwrap(), "a released lease cannot be renewed");
+    assert!(
+        !store.renew(&first).await.unwrap(),
+        "a released lease cannot be renewed"
+    );
 
     // A lease that ran out is taken over, and its old holder learns it lost the lock.
     let Locked::Acquired(short) = store.lock("set", Duration::from_millis(1)).await.unwrap() else {
@@ -61,5 +85,8 @@ async fn dir_lock_is_exclusive_renewable_and_taken_over_when_stale() {
     assert_ne!(next.token, short.token);
     assert!(!store.renew(&short).await.unwrap());
     store.release(&short).await.unwrap();
-    assert!(store.renew(&next).await.unwrap(), "the old holder's release must not free it");
+    assert!(
+        store.renew(&next).await.unwrap(),
+        "the old holder's release must not free it"
+    );
 }
