@@ -11,6 +11,7 @@ mod clients;
 mod pebble;
 
 mod acme_http01;
+mod acme_renewal;
 mod core_check;
 mod core_connections;
 mod core_forwarding;
