@@ -10,6 +10,7 @@ mod clients;
 #[allow(dead_code)]
 mod pebble;
 
+mod acme_cluster;
 mod acme_http01;
 mod acme_renewal;
 mod core_check;
