@@ -6,6 +6,8 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use httpdate::fmt_http_date;
+use instant_acme::CertificateIdentifier;
+use rustls::pki_types::Der;
 
 use super::renew::{self, RetryState};
 use super::store::{Lease, Locked, Store};
@@ -28,6 +30,15 @@ struct Current {
     renew_at: SystemTime,
     /// The served certificate covers every configured name.
     complete: bool,
+    /// How the CA's renewal information (ARI) names this certificate; `None` when the
+    /// certificate has no authority key id or the CA offers no ARI.
+    ari_id: Option<CertificateIdentifier<'static>>,
+    /// When to ask the CA for renewal information next.
+    ari_next: SystemTime,
+    /// Where in the CA's suggested window this replica renews, in [0, 1).
+    ari_pick: f64,
+    /// The CA answered with a window: the renewal order names this certificate as replaced.
+    ari_known: bool,
 }
 
 /// The storage keys and names of one set.
@@ -91,6 +102,7 @@ impl Task {
         let inner = Arc::clone(&self.inner);
         let config = &inner.config;
         self.pick_up_stored().await;
+        self.check_ari().await;
         let now = SystemTime::now();
         let due = match &self.current {
             None => true,
@@ -165,12 +177,18 @@ impl Task {
     async fn order(&self) -> Result<String, String> {
         let account = self.inner.account().await?;
         self.inner.retry_after.take();
+        let replaces = self
+            .current
+            .as_ref()
+            .filter(|c| c.ari_known)
+            .and_then(|c| c.ari_id.clone());
         order::issue(
             &account,
             &self.set.names,
             self.inner.config.challenge,
             self.inner.config.key_type,
             &self.inner.challenges,
+            replaces,
         )
         .await
         .map_err(|e| e.to_string())
@@ -315,12 +333,18 @@ impl Task {
         if loaded.not_after <= now {
             return;
         }
-        let not_before = loaded
+        let facts = loaded
             .key
             .cert
             .first()
-            .and_then(|der| tls::validity(der).ok())
-            .map_or(now, |(nb, _)| nb);
+            .and_then(|der| tls::renewal_facts(der).ok());
+        let not_before = facts.as_ref().map_or(now, |f| f.not_before);
+        let ari_id = facts.and_then(|f| {
+            let aki = f.authority_key_id?;
+            let id =
+                CertificateIdentifier::new(Der::from_slice(&aki), Der::from_slice(&f.serial_der));
+            Some(id.into_owned())
+        });
         let renew_at =
             renew::renew_at(not_before, loaded.not_after, self.inner.config.renew_before);
         let complete = self.set.names.iter().all(|n| loaded.names.contains(n));
@@ -336,6 +360,10 @@ impl Task {
             not_after: loaded.not_after,
             renew_at,
             complete,
+            ari_id,
+            ari_next: now,
+            ari_pick: fastrand::f64(),
+            ari_known: false,
         };
         self.inner.certs.set_acme(loaded);
         self.update(|s| {
@@ -345,6 +373,61 @@ impl Task {
             s.next_attempt = Some(current.renew_at);
         });
         self.current = Some(current);
+    }
+
+    /// Asks the CA for its suggested renewal window (ACME Renewal Information) when it is time
+    /// to; a window moves the renewal time into it. A CA without ARI is asked once per
+    /// certificate, and renewal stays at the configured fraction of the lifetime.
+    async fn check_ari(&mut self) {
+        let inner = Arc::clone(&self.inner);
+        let now = SystemTime::now();
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        let Some(id) = current.ari_id.clone() else {
+            return;
+        };
+        if now < current.ari_next {
+            return;
+        }
+        current.ari_next = now + inner.config.check_interval;
+        let account = match inner.account().await {
+            Ok(account) => account,
+            Err(err) => {
+                tracing::debug!("no ACME account for renewal information yet: {err}");
+                return;
+            }
+        };
+        match account.renewal_info(&id).await {
+            Ok((info, recheck)) => {
+                let start = SystemTime::from(info.suggested_window.start);
+                let end = SystemTime::from(info.suggested_window.end);
+                let at = renew::in_window(start, end, current.ari_pick);
+                if !current.ari_known || at != current.renew_at {
+                    tracing::info!(
+                        names = ?self.set.names,
+                        renew_at = %fmt_http_date(at),
+                        "the CA's renewal information sets the renewal time"
+                    );
+                }
+                current.renew_at = at;
+                current.ari_known = true;
+                current.ari_next = now + recheck.clamp(Duration::from_secs(60), renew::MAX_BACKOFF);
+            }
+            Err(instant_acme::Error::Unsupported(_)) => {
+                tracing::debug!(names = ?self.set.names, "the CA offers no renewal information; renewing at the configured fraction");
+                current.ari_id = None;
+            }
+            Err(err) => {
+                tracing::debug!(names = ?self.set.names, "renewal information unavailable: {err}");
+            }
+        }
+        let renew_at = current.renew_at;
+        self.update(|s| {
+            if s.status == Status::Valid {
+                s.next_attempt = Some(renew_at);
+            }
+        });
     }
 
     fn update(&self, change: impl FnOnce(&mut CertState)) {

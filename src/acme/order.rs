@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    OrderStatus, RetryPolicy,
 };
 use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 
@@ -42,16 +43,24 @@ enum Published {
     Alpn(String),
 }
 
-/// Orders a certificate for `names`; returns the chain PEM followed by the key PEM.
+/// Orders a certificate for `names` (replacing `replaces`, when the CA's renewal information
+/// named it); returns the chain PEM followed by the key PEM.
 pub async fn issue(
     account: &Account,
     names: &[String],
     challenge: Challenge,
     key_type: KeyType,
     challenges: &Challenges,
+    replaces: Option<CertificateIdentifier<'static>>,
 ) -> Result<String, IssueError> {
     let identifiers: Vec<Identifier> = names.iter().cloned().map(Identifier::Dns).collect();
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    let mut new_order = NewOrder::new(&identifiers);
+    if let Some(id) = replaces {
+        // Tells an ARI-capable CA this is a renewal (Let's Encrypt exempts those from some
+        // rate limits).
+        new_order = new_order.replaces(id);
+    }
+    let mut order = account.new_order(&new_order).await?;
     tracing::info!(names = ?names, order = %order.url(), "ACME order created");
     let mut published = Vec::new();
     let result = validate_and_finalize(

@@ -54,10 +54,26 @@ pub fn offers_acme_alpn(hello: &ClientHello<'_>) -> bool {
         .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
 }
 
-/// Validity of a certificate (DER), for renewal scheduling.
-pub fn validity(der: &[u8]) -> Result<(SystemTime, SystemTime), X509Error> {
+/// What renewal scheduling reads from a certificate (DER).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalFacts {
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    /// The authority key identifier's `keyIdentifier`, if present (ARI needs it).
+    pub authority_key_id: Option<Vec<u8>>,
+    /// The serial's encoded content bytes (ARI needs them).
+    pub serial_der: Vec<u8>,
+}
+
+/// Validity and identity of a certificate (DER), for renewal scheduling.
+pub fn renewal_facts(der: &[u8]) -> Result<RenewalFacts, X509Error> {
     let facts = super::x509::parse(der)?;
-    Ok((facts.not_before, facts.not_after))
+    Ok(RenewalFacts {
+        not_before: facts.not_before,
+        not_after: facts.not_after,
+        authority_key_id: facts.authority_key_id,
+        serial_der: facts.serial_der,
+    })
 }
 
 #[derive(Debug)]

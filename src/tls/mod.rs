@@ -25,7 +25,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, ServerConnection};
 
 pub use acme_alpn::{
-    ACME_TLS_ALPN, acme_validation_cert, acme_validation_config, offers_acme_alpn, validity,
+    ACME_TLS_ALPN, RenewalFacts, acme_validation_cert, acme_validation_config, offers_acme_alpn,
+    renewal_facts,
 };
 pub use failures::{FailureReason, HandshakeFailures, failure_reason};
 pub use selfsigned::{SelfSignedOrigin, self_signed};

@@ -25,6 +25,11 @@ pub enum X509Error {
 pub struct CertFacts {
     /// Lower-case hex of the serial number, without sign padding.
     pub serial_hex: String,
+    /// The serial's DER content bytes as encoded (with any sign padding), for ACME renewal
+    /// information, which names a certificate by issuer key id and encoded serial.
+    pub serial_der: Vec<u8>,
+    /// The authority key identifier's `keyIdentifier`, if the certificate has one.
+    pub authority_key_id: Option<Vec<u8>>,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
     /// DNS names lower-cased and IP addresses as text, in certificate order, no duplicates.
@@ -44,6 +49,10 @@ const SAN_DNS: u8 = 0x82;
 const SAN_IP: u8 = 0x87;
 /// id-ce-subjectAltName, 2.5.29.17, as encoded content bytes.
 const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+/// id-ce-authorityKeyIdentifier, 2.5.29.35.
+const OID_AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1d, 0x23];
+/// `keyIdentifier [0] IMPLICIT OCTET STRING` inside AuthorityKeyIdentifier.
+const AKI_KEY_ID: u8 = 0x80;
 
 /// Parse `der` (one certificate) into [`CertFacts`].
 pub fn parse(der: &[u8]) -> Result<CertFacts, X509Error> {
@@ -64,6 +73,7 @@ pub fn parse(der: &[u8]) -> Result<CertFacts, X509Error> {
     tbs.expect(SEQUENCE, "subjectPublicKeyInfo")?;
 
     let mut names = Vec::new();
+    let mut authority_key_id = None;
     // What follows is optional: issuerUniqueID [1], subjectUniqueID [2], extensions [3].
     while !tbs.is_empty() {
         let (tag, content) = tbs.read()?;
@@ -78,12 +88,20 @@ pub fn parse(der: &[u8]) -> Result<CertFacts, X509Error> {
                 let value = ext.expect(OCTET_STRING, "extnValue")?;
                 if oid == OID_SUBJECT_ALT_NAME {
                     read_alt_names(value, &mut names)?;
+                } else if oid == OID_AUTHORITY_KEY_ID {
+                    let mut aki =
+                        Der::new(Der::new(value).expect(SEQUENCE, "AuthorityKeyIdentifier")?);
+                    if aki.peek() == Some(AKI_KEY_ID) {
+                        authority_key_id = Some(aki.read()?.1.to_vec());
+                    }
                 }
             }
         }
     }
     Ok(CertFacts {
         serial_hex: hex(serial),
+        serial_der: serial.to_vec(),
+        authority_key_id,
         not_before,
         not_after,
         names,
@@ -265,6 +283,31 @@ mod tests {
         params.not_after = rcgen::date_time_ymd(2031, 3, 4);
         let key = rcgen::KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn reads_validity_start_encoded_serial_and_authority_key_id() {
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x8f, 0x01]));
+        params.not_before = rcgen::date_time_ymd(2030, 1, 2);
+        params.use_authority_key_identifier_extension = true;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let facts = parse(&der).unwrap();
+        // 2030-01-02T00:00:00Z
+        assert_eq!(
+            facts.not_before,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_542_400)
+        );
+        // The sign-padding byte is part of the encoding ARI asks for.
+        assert_eq!(facts.serial_der, [0x00, 0x8f, 0x01]);
+        let aki = facts.authority_key_id.expect("authority key id");
+        assert_eq!(aki.len(), 20);
+
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+        params.use_authority_key_identifier_extension = false;
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(parse(&der).unwrap().authority_key_id, None);
     }
 
     #[test]

@@ -150,6 +150,11 @@ async fn http01_certificate_is_served_and_a_restart_orders_nothing() {
         gw.log().contains("ACME certificate loaded from the store")
     })
     .await;
+    // Pebble 2.4 has no renewal information (ARI): renewal falls back to the fraction.
+    eventually("the missing ARI support is noticed", || {
+        gw.log().contains("the CA offers no renewal information")
+    })
+    .await;
     let log = gw.log();
     assert!(!log.contains("ordering an ACME certificate"), "{log}");
     assert!(
