@@ -102,9 +102,9 @@ fn names_are_checked() {
 
 #[test]
 fn the_challenge_needs_a_listener() {
-    let error = one_error(&format!(
-        "[listeners.https]\nlisten = \"127.0.0.1:0\"\ntls = true\n[acme]\n[[acme.certificates]]\nnames = [\"a.test\"]\n"
-    ));
+    let error = one_error(
+        "[listeners.https]\nlisten = \"127.0.0.1:0\"\ntls = true\n[acme]\n[[acme.certificates]]\nnames = [\"a.test\"]\n",
+    );
     assert_error(
         &error,
         "acme.challenge",
