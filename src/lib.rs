@@ -13,6 +13,8 @@
 //! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
 //!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
 //! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table.
+//! - [`acme`]: certificates obtained and renewed from an ACME CA, shared by replicas through
+//!   a store; HTTP-01 is answered at the top of [`service`], TLS-ALPN-01 by the listener.
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
 //!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
 //!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
@@ -20,11 +22,12 @@
 //! # Request flow
 //!
 //! ```text
-//! listener ─► [PROXY header] ─► [TLS, ALPN] ─► hyper h1/h2 ─► service::handle
-//!   service: snapshot.load_full() ─► client identity + request id ─► normalise authority/path
-//!          ─► https redirect? ─► router ─► allow/deny ─┬─► redirect
+//! listener ─► [PROXY header] ─► [TLS, ALPN; acme-tls/1 answered here] ─► hyper h1/h2
+//!   service: snapshot.load_full() ─► ACME HTTP-01? ─► client identity + request id
+//!          ─► normalise authority/path ─► https redirect? ─► router ─► allow/deny ─┬─► redirect
 //!                                                      └─► proxy: pick replica ─► pool ─► app
 //! side: config ─► Snapshot (ArcSwap) · replica registry (state kept across snapshots)
+//!       · acme tasks (order, renew, store locks) ─► CertStore
 //!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
