@@ -89,6 +89,8 @@ impl Challenges {
         if let Some(found) = lock(&self.alpn).get(name) {
             return Some(Arc::clone(found));
         }
+        // Another replica's challenge: made afresh for each handshake and not kept, so that it
+        // stops being answered as soon as that replica withdraws it.
         let digest = match self.store.get(&alpn_key(name)).await {
             Ok(Some(digest)) => digest,
             Ok(None) => return None,
@@ -98,11 +100,7 @@ impl Challenges {
             }
         };
         match crate::tls::acme_validation_cert(name, &digest) {
-            Ok(key) => {
-                let key = Arc::new(key);
-                lock(&self.alpn).insert(name.to_owned(), Arc::clone(&key));
-                Some(key)
-            }
+            Ok(key) => Some(Arc::new(key)),
             Err(err) => {
                 tracing::warn!(
                     name,
@@ -150,17 +148,6 @@ impl Challenges {
         lock(&self.alpn).remove(name);
         if let Err(err) = self.store.delete(&alpn_key(name)).await {
             tracing::debug!("cannot remove ACME challenge material: {err}");
-        }
-    }
-
-    /// Drops validation certificates other replicas published and whose order is over: a
-    /// memory entry copied from the store is only good while the store still has it.
-    pub async fn forget_copies(&self) {
-        let names: Vec<String> = lock(&self.alpn).keys().cloned().collect();
-        for name in names {
-            if let Ok(None) = self.store.get(&alpn_key(&name)).await {
-                lock(&self.alpn).remove(&name);
-            }
         }
     }
 }

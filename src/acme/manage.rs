@@ -53,11 +53,8 @@ impl Set {
     fn new(names: &[String]) -> Self {
         let mut sorted = names.to_vec();
         sorted.sort_unstable();
-        let id = format!(
-            "{}-{}",
-            names[0],
-            &short_hash(sorted.join(",").as_bytes())[..8]
-        );
+        let first = names.first().map_or("set", String::as_str);
+        let id = format!("{first}-{}", &short_hash(sorted.join(",").as_bytes())[..8]);
         Self {
             names: names.to_vec(),
             bundle_key: format!("certs/{id}/bundle.pem"),
@@ -207,7 +204,7 @@ impl Task {
             .put(&self.set.bundle_key, bundle.as_bytes())
             .await
         {
-            // Serve it anyway; the next check retries storing by ordering again only when due.
+            // Served here all the same; other replicas (and a restart) will order their own.
             tracing::warn!(names = ?self.set.names, "cannot store the new certificate: {err}");
         }
         if let Err(err) = self.inner.store.delete(&self.set.retry_key).await {
@@ -217,7 +214,9 @@ impl Task {
         self.update(|s| s.last_error = None);
         let now = SystemTime::now();
         let renew_at = self.current.as_ref().map_or(now, |c| c.renew_at);
-        until(renew_at, check_interval)
+        // At least one check interval between orders, even when the new certificate is due
+        // at once (renew_before = 1): the CA is never asked in a tight loop.
+        until(renew_at, check_interval).max(check_interval)
     }
 
     async fn failed(&mut self, message: String) -> Duration {

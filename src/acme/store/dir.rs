@@ -201,8 +201,13 @@ fn create_lock(path: &Path, token: &str, lease: Duration) -> io::Result<()> {
     file.sync_all()
 }
 
-/// `(holder, expiry_ms)`, or `None` if there is no lock file. An unreadable or half-written
-/// file counts as expired, so a crash mid-write cannot wedge the lock.
+/// How long a lock file without a readable expiry (being written, or left by a crash
+/// mid-write) counts as held, from its modification time.
+const UNREADABLE_LOCK_GRACE: Duration = Duration::from_secs(10);
+
+/// `(holder, expiry_ms)`, or `None` if there is no lock file. A file without a readable
+/// expiry is held for a short grace from its modification time (its creator may be writing
+/// it), then counts as expired, so a crash mid-write cannot wedge the lock.
 fn read_lock(path: &Path) -> Result<Option<(String, u128)>, StoreError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
@@ -211,7 +216,19 @@ fn read_lock(path: &Path) -> Result<Option<(String, u128)>, StoreError> {
     };
     let mut lines = text.lines();
     let holder = lines.next().unwrap_or_default().to_owned();
-    let expiry = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+    let expiry = match lines.next().and_then(|l| l.parse().ok()) {
+        Some(expiry) => expiry,
+        None => fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |t| (t + UNREADABLE_LOCK_GRACE).as_millis()),
+    };
+    let holder = if holder.is_empty() {
+        "a replica still writing its lock".to_owned()
+    } else {
+        holder
+    };
     Ok(Some((holder, expiry)))
 }
 
