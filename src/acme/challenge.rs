@@ -74,7 +74,7 @@ impl Challenges {
             Ok(Some(bytes)) => String::from_utf8(bytes).ok(),
             Ok(None) => None,
             Err(err) => {
-                tracing::warn!("ACME challenge lookup in the store failed: {err}");
+                tracing::debug!("ACME challenge lookup in the store failed: {err}");
                 None
             }
         }
@@ -95,7 +95,7 @@ impl Challenges {
             Ok(Some(digest)) => digest,
             Ok(None) => return None,
             Err(err) => {
-                tracing::warn!("ACME challenge lookup in the store failed: {err}");
+                tracing::debug!("ACME challenge lookup in the store failed: {err}");
                 return None;
             }
         };

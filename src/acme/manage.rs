@@ -140,7 +140,6 @@ impl Task {
 
     /// Holding the lock: check the store once more, then order.
     async fn with_lock(&mut self, lease: &Lease) -> Duration {
-        tracing::info!(names = ?self.set.names, holder = %lease.token, "holding the ACME lock");
         // Another replica may have finished just before we got the lock.
         self.pick_up_stored().await;
         let now = SystemTime::now();
@@ -152,6 +151,7 @@ impl Task {
         if let Some(wait) = self.blocked_by_retry(now).await {
             return wait;
         }
+        tracing::info!(names = ?self.set.names, holder = %lease.token, "holding the ACME lock");
         let renewing = self.current.is_some();
         self.update(|s| {
             s.status = if renewing {

@@ -75,7 +75,9 @@ pub trait Store: Send + Sync {
 
 /// The configured backend.
 pub enum Backend {
+    /// `storage = "dir:<path>"`.
     Dir(DirStore),
+    /// `storage = "redis://..."` or `"rediss://..."`.
     Redis(RedisStore),
 }
 
