@@ -75,7 +75,10 @@ pub(crate) async fn run(inner: Arc<Inner>, index: usize) {
         last_holder: None,
         announced_wait: None,
     };
-    tracing::info!(names = ?task.set.names, "ACME certificate pending");
+    task.pick_up_stored().await;
+    if task.current.is_none() {
+        tracing::info!(names = ?task.set.names, "ACME certificate pending; the fallback certificate serves its names meanwhile");
+    }
     loop {
         let wait = task.step().await;
         tokio::time::sleep(wait).await;
