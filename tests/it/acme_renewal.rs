@@ -202,12 +202,14 @@ async fn a_refused_first_order_serves_the_fallback_and_a_restart_waits_for_the_r
     let root = pebble.issuing_root().await;
     let https = local(tls_port);
 
+    // Gateway::start waits for readiness, which must not wait for a certificate.
     let gw = Gateway::start(&config).await;
     eventually_long("the CA's refusal is logged", || {
         gw.log().contains("ACME order failed")
     })
     .await;
     let log = gw.log();
+    assert!(log.contains("ACME certificate pending"), "{log}");
     let failure = log
         .lines()
         .find(|l| l.contains("ACME order failed"))
