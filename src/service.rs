@@ -191,6 +191,7 @@ async fn pipeline(
             };
             redirect(*status, &target)
         }
+        Action::Static(site) => site.serve(&req, &path, &route.prefix).await?,
         Action::Proxy(upstream) => {
             let ctx = proxy::Forward {
                 shared,
@@ -261,6 +262,11 @@ pub fn error_response(err: &RequestError) -> Response<ResponseBody> {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if matches!(err, RequestError::MethodNotAllowed) {
+        // The only routes that refuse methods are static ones.
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
     if err.status() == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -9,3 +9,6 @@ mod core_limits;
 mod core_proxying;
 mod core_routing;
 mod core_tls;
+mod static_caching;
+mod static_compression;
+mod static_serving;
