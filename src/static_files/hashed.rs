@@ -19,7 +19,8 @@ pub const MANIFESTS: [&str; 3] = [
 /// Whether `name` (a file name, no directory) carries a content hash.
 ///
 /// The candidate is the segment between the stem's last `.` or `-` and the extension (after
-/// dropping a trailing `.map`), with a non-empty name before it:
+/// dropping a trailing `.map`, and `.chunk` or `.min` before the extension), with a non-empty
+/// name before it:
 ///
 /// - 8 to 64 hex digits of one case with at least one digit and one letter
 ///   (`main.3f9a8c1b.css`; a letter is required so that dates such as `20240101` are not
@@ -37,6 +38,11 @@ pub fn is_hashed_name(name: &str) -> bool {
     if ext.is_empty() || !ext.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return false;
     }
+    // Create React App's `787.c4e7f8f5.chunk.js`, and minified copies.
+    let stem = stem
+        .strip_suffix(".chunk")
+        .or_else(|| stem.strip_suffix(".min"))
+        .unwrap_or(stem);
     if let Some(split) = stem.rfind(['.', '-']) {
         let (before, token) = (&stem[..split], &stem[split + 1..]);
         let after_dash = stem.as_bytes()[split] == b'-';
