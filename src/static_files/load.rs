@@ -123,16 +123,18 @@ impl Site {
         }
 
         let identity = Validators::of(&meta, "");
+        // Probed even for a range (served from the original) so that `Vary` is the same on
+        // every response for this file.
         let mut sidecars = [None, None];
-        if !ranged {
-            for (slot, encoding) in sidecars.iter_mut().zip(Encoding::ALL) {
-                *slot = self.sidecar(&file_path, encoding, &meta)?;
-            }
+        for (slot, encoding) in sidecars.iter_mut().zip(Encoding::ALL) {
+            *slot = self.sidecar(&file_path, encoding, &meta)?;
         }
         let has_sidecar = sidecars.iter().any(Option::is_some);
-        let chosen = if has_sidecar {
+        let chosen = if ranged {
+            None
+        } else if has_sidecar {
             accept.choose(|e| sidecars[index(e)].is_some())
-        } else if compressible && !ranged {
+        } else if compressible {
             accept.choose(|_| true)
         } else {
             None

@@ -74,6 +74,12 @@ impl StaticSite {
     /// off the runtime. A watcher that cannot start (inotify limits) is logged; the cache is
     /// then kept true by the once-a-second revalidation alone.
     pub fn open(config: &StaticConfig) -> std::io::Result<Self> {
+        Self::open_with(config, true)
+    }
+
+    /// [`StaticSite::open`], optionally without the watcher (tests of the revalidation that
+    /// covers for missed events).
+    pub(crate) fn open_with(config: &StaticConfig, watch_root: bool) -> std::io::Result<Self> {
         let resolver = Resolver::new(&config.root, config.follow_symlinks_outside)?;
         let manifest = Manifest::load(|path| resolver.read_small(path, MAX_MANIFEST));
         let site = Arc::new(Site {
@@ -88,11 +94,15 @@ impl StaticSite {
             cache_other: config.cache_control_other.clone(),
             cache: Cache::default(),
         });
-        let watcher = watch(&site, &config.root)
-            .map_err(|err| {
-                tracing::warn!(root = %config.root.display(), "cannot watch static root, changes are seen within a second instead: {err}");
-            })
-            .ok();
+        let watcher = if watch_root {
+            watch(&site, &config.root)
+                .map_err(|err| {
+                    tracing::warn!(root = %config.root.display(), "cannot watch static root, changes are seen within a second instead: {err}");
+                })
+                .ok()
+        } else {
+            None
+        };
         Ok(StaticSite {
             site,
             _watcher: watcher,
@@ -410,3 +420,6 @@ fn add_slash(path: &str, query: Option<&str>) -> Response<ResponseBody> {
     }
     resp
 }
+
+#[cfg(test)]
+mod tests;

@@ -271,3 +271,38 @@ async fn a_prefixed_route_serves_the_path_below_its_prefix() {
         "static route was logged"
     );
 }
+
+#[tokio::test]
+async fn files_are_served_over_http2() {
+    let pki = Pki::new();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = pki.leaf(certs.path(), "site", &["site.test"]);
+    let big: Vec<u8> = (0..300 * 1024).map(|i| (i % 253) as u8).collect();
+    let root = write_site(&[("hello.txt", b"hello"), ("big.bin", &big)]);
+    let template = format!(
+        "[listeners.secure]\nlisten = \"127.0.0.1:{{https}}\"\ntls = true\n\n[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\n[[routes]]\npath = \"/\"\nstatic = {{ root = \"{}\" }}\n",
+        cert.display(),
+        key.display(),
+        root.path().display()
+    );
+    let gw = Gateway::start(&template).await;
+    let mut h2 = h2_client(&pki, gw.addr("https"), "site.test").await;
+    for (method, path, body) in [
+        ("GET", "/hello.txt", &b"hello"[..]),
+        ("HEAD", "/hello.txt", &b""[..]),
+        ("GET", "/big.bin", &big[..]),
+        ("HEAD", "/big.bin", &b""[..]),
+    ] {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("https://site.test{path}"))
+            .body(empty())
+            .unwrap();
+        let r = collect(h2.send_request(req).await.unwrap()).await.unwrap();
+        assert_eq!(r.status, 200, "{method} {path}");
+        assert_eq!(r.version, http::Version::HTTP_2);
+        assert_eq!(&r.body[..], body, "{method} {path}");
+        let len = if path == "/big.bin" { big.len() } else { 5 };
+        assert_eq!(r.header("content-length"), Some(len.to_string().as_str()));
+    }
+}
