@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::compress::CompressedBody;
 use crate::static_files::stream::FileBody;
 use crate::upstream::pool::PooledBody;
 use crate::upstream::replica::InFlight;
@@ -252,6 +253,8 @@ pub enum ResponseBody {
     Upstream(UpstreamBody),
     /// A static file streamed from disk.
     File(FileBody),
+    /// A proxied body compressed on the way (`compress = true` routes).
+    Compressed(CompressedBody),
 }
 
 impl ResponseBody {
@@ -273,6 +276,7 @@ impl Body for ResponseBody {
             Self::Empty => Poll::Ready(None),
             Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Self::File(body) => Pin::new(body).poll_frame(cx),
+            Self::Compressed(body) => Pin::new(body).poll_frame(cx),
             Self::Upstream(body) => {
                 let polled = Pin::new(&mut body.inner).poll_frame(cx);
                 match polled {
@@ -308,6 +312,7 @@ impl Body for ResponseBody {
             Self::Full(data) => data.is_none(),
             Self::Upstream(body) => body.inner.is_end_stream(),
             Self::File(body) => body.is_end_stream(),
+            Self::Compressed(body) => body.is_end_stream(),
         }
     }
 
@@ -317,6 +322,7 @@ impl Body for ResponseBody {
             Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Self::Upstream(body) => body.inner.size_hint(),
             Self::File(body) => body.size_hint(),
+            Self::Compressed(body) => body.size_hint(),
         }
     }
 }

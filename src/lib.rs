@@ -14,7 +14,8 @@
 //!   for a year, the rest revalidated; small files from memory, large ones streamed.
 //! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
 //!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
-//! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table.
+//! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table;
+//!   [`compress`]: optional on-the-fly compression of proxied responses.
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
 //!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
 //!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
@@ -37,6 +38,7 @@
 pub mod admin;
 pub mod app;
 pub mod body;
+pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod error;

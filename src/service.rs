@@ -19,10 +19,10 @@ use crate::body::ResponseBody;
 use crate::error::{RequestError, Side};
 use crate::forwarded::{self, Peer, names::X_REQUEST_ID};
 use crate::normalize::{self, Authority};
-use crate::proxy;
 use crate::snapshot::{Action, Route, Snapshot};
 use crate::tls::CertStore;
 use crate::upstream::replica::Registry;
+use crate::{compress, proxy};
 
 /// State shared by every connection of the data plane.
 pub struct Shared {
@@ -193,6 +193,9 @@ async fn pipeline(
         }
         Action::Static(site) => site.serve(&req, &path, &route.prefix).await?,
         Action::Proxy(upstream) => {
+            let wanted = route
+                .compress
+                .then(|| compress::Wanted::of(req.method(), req.headers()));
             let ctx = proxy::Forward {
                 shared,
                 conn,
@@ -204,8 +207,11 @@ async fn pipeline(
                 request_id: rec.request_id.as_ref().expect("set above"),
                 server: &snap.config.server,
             };
-            let (resp, replica) = proxy::forward(ctx, req).await?;
+            let (mut resp, replica) = proxy::forward(ctx, req).await?;
             rec.replica = Some(replica);
+            if let Some(wanted) = wanted {
+                compress::response(&mut resp, wanted);
+            }
             resp
         }
     };

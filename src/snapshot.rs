@@ -75,6 +75,8 @@ pub struct Route {
     pub upstream_host: Option<HeaderValue>,
     /// Log requests to this route.
     pub access_log: bool,
+    /// Compress proxied responses on the fly.
+    pub compress: bool,
 }
 
 impl Route {
@@ -212,6 +214,7 @@ impl Snapshot {
                 max_body: r.max_body,
                 upstream_host: r.upstream_host.clone(),
                 access_log: r.access_log,
+                compress: r.compress,
             };
             router.insert(r.host.as_ref(), &r.path, Arc::new(route));
         }

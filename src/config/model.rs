@@ -267,6 +267,9 @@ pub struct Route {
     pub upstream_host: Option<HeaderValue>,
     /// Log requests to this route (default true).
     pub access_log: bool,
+    /// Compress proxied responses on the fly when the client accepts it (default false;
+    /// upstream routes only: static routes have `static.compress`).
+    pub compress: bool,
 }
 
 /// How a route matches the host, lower-cased, without port or trailing dot.

@@ -257,6 +257,7 @@ pub(crate) struct RawRoute {
     pub(crate) max_body: Field<SizeValue>,
     pub(crate) upstream_host: Field<String>,
     pub(crate) access_log: Field<bool>,
+    pub(crate) compress: Field<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

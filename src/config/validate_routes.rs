@@ -290,6 +290,12 @@ fn route(
         }
     };
 
+    if let Some(compress) = raw.compress.as_ref().filter(|_| raw.upstream.is_none()) {
+        let message = "compress applies to upstream routes (static routes use static.compress)";
+        ctx.diag
+            .error(k("compress"), Some(compress.span()), message);
+    }
+
     let request_headers = header_edits(&k("request_headers"), &raw.request_headers, true, ctx);
     let response_headers = header_edits(&k("response_headers"), &raw.response_headers, false, ctx);
     let allow = ctx.nets(&k("allow"), &raw.allow);
@@ -331,6 +337,7 @@ fn route(
         max_body,
         upstream_host,
         access_log: ctx.bool(&raw.access_log, true),
+        compress: ctx.bool(&raw.compress, false),
     })
 }
 

@@ -310,7 +310,7 @@ fn compress(body: &[u8], encoding: Encoding) -> io::Result<Vec<u8>> {
 
 /// Media types whose bodies compress well; everything else (images, fonts in compressed
 /// formats, archives, video) is sent as it is.
-const COMPRESSIBLE: &[&str] = &[
+pub(super) const COMPRESSIBLE: &[&str] = &[
     "application/javascript",
     "application/json",
     "application/manifest+json",
@@ -341,7 +341,7 @@ pub fn content_type(path: &str) -> (HeaderValue, bool) {
         .first_raw()
         .unwrap_or("application/octet-stream");
     let text = mime.starts_with("text/");
-    let compressible = text || COMPRESSIBLE.contains(&mime);
+    let compressible = super::is_compressible(mime);
     let value = if text || TEXTUAL.contains(&mime) {
         HeaderValue::try_from(format!("{mime}; charset=utf-8"))
     } else {

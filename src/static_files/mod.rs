@@ -46,6 +46,13 @@ use load::{Loaded, Streamed};
 use resolve::{PathError, Resolver};
 use stream::FileBody;
 
+/// Whether bodies of the (lower-case, parameter-free) media type `mime` compress well:
+/// text, JavaScript, JSON, XML, SVG, WebAssembly, web app manifests, uncompressed fonts and
+/// icons. Images, `woff2`, archives and media are already compressed.
+pub fn is_compressible(mime: &str) -> bool {
+    mime.starts_with("text/") || load::COMPRESSIBLE.contains(&mime)
+}
+
 /// Largest build manifest read.
 const MAX_MANIFEST: u64 = 16 * 1024 * 1024;
 

@@ -231,3 +231,72 @@ async fn a_large_file_streams_with_bounded_memory() {
     let growth = gw.vm_hwm_kib().saturating_sub(before);
     assert!(growth < 32 * 1024, "peak memory grew by {growth} KiB");
 }
+
+#[tokio::test]
+async fn proxied_responses_are_compressed_only_when_the_route_asks() {
+    let json = format!("[{}0]", "{\"id\": 1, \"name\": \"edgeward\"}, ".repeat(100));
+    let body = json.clone();
+    let up = Upstream::start(move |seen| {
+        let body = body.clone();
+        async move {
+            let (ct, extra, payload): (&str, Option<(&str, &str)>, String) = match seen.uri.path() {
+                "/json" => ("application/json", Some(("etag", "\"v1\"")), body),
+                "/small" => ("application/json", None, "{}".to_owned()),
+                "/events" => ("text/event-stream", None, "data: x\n\n".repeat(200)),
+                "/keep" => ("text/plain", Some(("cache-control", "no-transform")), body),
+                "/png" => ("image/png", None, body),
+                _ => ("text/plain", Some(("content-encoding", "gzip")), body),
+            };
+            let mut resp = http::Response::new(full(payload));
+            resp.headers_mut()
+                .insert("content-type", ct.parse().unwrap());
+            if let Some((k, v)) = extra {
+                resp.headers_mut().insert(k, v.parse().unwrap());
+            }
+            resp
+        }
+    })
+    .await;
+    let gw = Gateway::start(&simple_config(up.addr, "compress = true")).await;
+    let http = gw.addr("http");
+    let gz = [("accept-encoding", "gzip")];
+
+    let r = get(http, "/json", &gz).await.unwrap();
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("vary"), Some("accept-encoding"));
+    assert_eq!(r.header("etag"), Some("W/\"v1\""));
+    assert_eq!(gunzip(&r.body), json.as_bytes());
+    let r = get(http, "/json", &[("accept-encoding", "br")])
+        .await
+        .unwrap();
+    assert_eq!(unbrotli(&r.body), json.as_bytes());
+    let r = get(http, "/json", &[]).await.unwrap();
+    assert_eq!(
+        (r.header("content-encoding"), r.text()),
+        (None, json.clone())
+    );
+    let r = get(
+        http,
+        "/json",
+        &[("accept-encoding", "gzip"), ("range", "bytes=0-1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.header("content-encoding"), None);
+
+    for path in ["/small", "/events", "/keep", "/png"] {
+        let r = get(http, path, &gz).await.unwrap();
+        assert_eq!(r.header("content-encoding"), None, "{path}");
+    }
+    let r = get(http, "/encoded", &gz).await.unwrap();
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        r.text(),
+        json,
+        "an encoded body is passed through untouched"
+    );
+
+    let off = Gateway::start(&simple_config(up.addr, "")).await;
+    let r = get(off.addr("http"), "/json", &gz).await.unwrap();
+    assert_eq!((r.header("content-encoding"), r.text()), (None, json));
+}

@@ -127,3 +127,18 @@ fn only_one_action() {
     let error = one_error(&text);
     assert_error(&error, "routes[0].static", 7, "only one of");
 }
+
+#[test]
+fn compress_is_for_upstream_routes() {
+    let text = format!(
+        "{LISTENER}[upstreams.app]\nreplicas = [\"127.0.0.1:8000\"]\n[[routes]]\nupstream = \"app\"\ncompress = true\n"
+    );
+    assert!(parse_ok(&text).routes[0].compress);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}compress = true\n",
+        with_static(&format!("{{ root = {:?} }}", dir.path()))
+    );
+    let error = one_error(&text);
+    assert_error(&error, "routes[0].compress", 5, "static.compress");
+}
