@@ -18,6 +18,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use crate::compress::CompressedBody;
+use crate::static_files::stream::FileBody;
 use crate::upstream::pool::PooledBody;
 use crate::upstream::replica::InFlight;
 
@@ -257,6 +259,10 @@ pub enum ResponseBody {
     Full(Option<Bytes>),
     /// Streamed from the upstream.
     Upstream(UpstreamBody),
+    /// A static file streamed from disk.
+    File(FileBody),
+    /// A proxied body compressed on the way (`compress = true` routes).
+    Compressed(CompressedBody),
 }
 
 impl ResponseBody {
@@ -277,6 +283,8 @@ impl Body for ResponseBody {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Self::File(body) => Pin::new(body).poll_frame(cx),
+            Self::Compressed(body) => Pin::new(body).poll_frame(cx),
             Self::Upstream(body) => {
                 let polled = Pin::new(&mut body.inner).poll_frame(cx);
                 match polled {
@@ -311,6 +319,8 @@ impl Body for ResponseBody {
             Self::Empty => true,
             Self::Full(data) => data.is_none(),
             Self::Upstream(body) => body.inner.is_end_stream(),
+            Self::File(body) => body.is_end_stream(),
+            Self::Compressed(body) => body.is_end_stream(),
         }
     }
 
@@ -319,6 +329,8 @@ impl Body for ResponseBody {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Self::Upstream(body) => body.inner.size_hint(),
+            Self::File(body) => body.size_hint(),
+            Self::Compressed(body) => body.size_hint(),
         }
     }
 }

@@ -10,9 +10,12 @@
 //! - [`service`]: per request, load the [`snapshot`] once, resolve the client
 //!   ([`forwarded`]), normalise authority and path ([`normalize`]), redirect to HTTPS, route
 //!   ([`router`]), act.
+//! - [`static_files`]: a route's directory served from beneath its root, hashed names cached
+//!   for a year, the rest revalidated; small files from memory, large ones streamed.
 //! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
 //!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
-//! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table.
+//! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table;
+//!   [`compress`]: optional on-the-fly compression of proxied responses.
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
 //!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
 //!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
@@ -22,7 +25,8 @@
 //! ```text
 //! listener ─► [PROXY header] ─► [TLS, ALPN] ─► hyper h1/h2 ─► service::handle
 //!   service: snapshot.load_full() ─► client identity + request id ─► normalise authority/path
-//!          ─► https redirect? ─► router ─► allow/deny ─┬─► redirect
+//!          ─► https redirect? ─► router ─► allow/deny ─┬─► static files (cache / disk)
+//!                                                      ├─► redirect
 //!                                                      └─► proxy: pick replica ─► pool ─► app
 //! side: config ─► Snapshot (ArcSwap) · replica registry (state kept across snapshots)
 //!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
@@ -34,6 +38,7 @@
 pub mod admin;
 pub mod app;
 pub mod body;
+pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -46,6 +51,7 @@ pub mod proxy_protocol;
 pub mod router;
 pub mod service;
 pub mod snapshot;
+pub mod static_files;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;

@@ -19,10 +19,10 @@ use crate::body::ResponseBody;
 use crate::error::{RequestError, Side};
 use crate::forwarded::{self, Peer, names::X_REQUEST_ID};
 use crate::normalize::{self, Authority};
-use crate::proxy;
 use crate::snapshot::{Action, Route, Snapshot};
 use crate::tls::CertStore;
 use crate::upstream::replica::Registry;
+use crate::{compress, proxy};
 
 /// State shared by every connection of the data plane.
 pub struct Shared {
@@ -196,7 +196,11 @@ async fn pipeline(
             };
             redirect(*status, &target)
         }
+        Action::Static(site) => site.serve(&req, &path, &route.prefix).await?,
         Action::Proxy(upstream) => {
+            let wanted = route
+                .compress
+                .then(|| compress::Wanted::of(req.method(), req.headers()));
             let ctx = proxy::Forward {
                 shared,
                 conn,
@@ -208,8 +212,11 @@ async fn pipeline(
                 request_id: rec.request_id.as_ref().expect("set above"),
                 server: &snap.config.server,
             };
-            let (resp, replica) = proxy::forward(ctx, req).await?;
+            let (mut resp, replica) = proxy::forward(ctx, req).await?;
             rec.replica = Some(replica);
+            if let Some(wanted) = wanted {
+                compress::response(&mut resp, wanted);
+            }
             resp
         }
     };
@@ -266,6 +273,11 @@ pub fn error_response(err: &RequestError) -> Response<ResponseBody> {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if matches!(err, RequestError::MethodNotAllowed) {
+        // The only routes that refuse methods are static ones.
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
     if err.status() == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));

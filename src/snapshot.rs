@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 use crate::config::{self, ClientIpHeader, Config, HeaderEdits, RouteTimeouts};
 use crate::router::Router;
+use crate::static_files::StaticSite;
 use crate::upstream::replica::{Registry, Upstream};
 
 /// One generation of compiled config.
@@ -74,6 +75,8 @@ pub struct Route {
     pub upstream_host: Option<HeaderValue>,
     /// Log requests to this route.
     pub access_log: bool,
+    /// Compress proxied responses on the fly.
+    pub compress: bool,
 }
 
 impl Route {
@@ -99,6 +102,8 @@ pub enum Action {
         /// Append the request's path and query.
         preserve_path: bool,
     },
+    /// Serve files beneath a root (the path below the route's prefix).
+    Static(Arc<StaticSite>),
 }
 
 /// Why a snapshot could not be built from a valid config.
@@ -114,6 +119,17 @@ pub enum BuildError {
         /// Port.
         port: u16,
         /// Resolver error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A static route's root could not be opened.
+    #[error("{route}: cannot open static root {root}: {source}")]
+    StaticRoot {
+        /// Route name.
+        route: String,
+        /// The root directory.
+        root: std::path::PathBuf,
+        /// Open error.
         #[source]
         source: std::io::Error,
     },
@@ -158,6 +174,32 @@ impl Snapshot {
                     status: *status,
                     preserve_path: *preserve_path,
                 },
+                config::Action::Static(files) => {
+                    // Opening the root and reading its manifest touch the disk.
+                    let files = files.clone();
+                    let opened = tokio::task::spawn_blocking(move || {
+                        let site = StaticSite::open(&files);
+                        (site, files.root)
+                    })
+                    .await;
+                    match opened {
+                        Ok((Ok(site), _)) => Action::Static(Arc::new(site)),
+                        Ok((Err(source), root)) => {
+                            return Err(BuildError::StaticRoot {
+                                route: r.name.clone(),
+                                root,
+                                source,
+                            });
+                        }
+                        Err(join) => {
+                            return Err(BuildError::StaticRoot {
+                                route: r.name.clone(),
+                                root: std::path::PathBuf::new(),
+                                source: std::io::Error::other(join),
+                            });
+                        }
+                    }
+                }
             };
             let route = Route {
                 name: r.name.as_str().into(),
@@ -172,6 +214,7 @@ impl Snapshot {
                 max_body: r.max_body,
                 upstream_host: r.upstream_host.clone(),
                 access_log: r.access_log,
+                compress: r.compress,
             };
             router.insert(r.host.as_ref(), &r.path, Arc::new(route));
         }

@@ -22,6 +22,7 @@ mod raw;
 mod units;
 mod validate;
 mod validate_routes;
+mod validate_static;
 
 #[cfg(test)]
 mod tests;

@@ -267,6 +267,9 @@ pub struct Route {
     pub upstream_host: Option<HeaderValue>,
     /// Log requests to this route (default true).
     pub access_log: bool,
+    /// Compress proxied responses on the fly when the client accepts it (default false;
+    /// upstream routes only: static routes have `static.compress`).
+    pub compress: bool,
 }
 
 /// How a route matches the host, lower-cased, without port or trailing dot.
@@ -289,6 +292,35 @@ pub enum Action {
         status: StatusCode,
         preserve_path: bool,
     },
+    /// Serve files from a directory.
+    Static(StaticConfig),
+}
+
+/// `static = { root = "dist", ... }`: files served from a directory. The request path below
+/// the route's prefix is looked up under `root` (the prefix is always removed).
+#[derive(Debug, Clone)]
+pub struct StaticConfig {
+    /// Absolute (resolved relative to the config file's directory); checked to be a directory
+    /// when the config was validated.
+    pub root: PathBuf,
+    /// File served for a directory request; a plain file name. Default `index.html`.
+    pub index: String,
+    /// A missing path without a file extension serves the root's index (single-page apps).
+    pub spa_fallback: bool,
+    /// Serve dot-files and dot-directories (`.well-known/` is always served).
+    pub serve_hidden: bool,
+    /// Follow symlinks that point outside `root`.
+    pub follow_symlinks_outside: bool,
+    /// Extra patterns naming immutable files: `*` matches any run of characters except `/`;
+    /// a pattern without `/` is matched against the file name, one with `/` against the path
+    /// below `root`.
+    pub immutable_patterns: Vec<String>,
+    /// `Cache-Control` for hashed names; default `public, max-age=31536000, immutable`.
+    pub cache_control_hashed: HeaderValue,
+    /// `Cache-Control` for everything else; default `no-cache`.
+    pub cache_control_other: HeaderValue,
+    /// Compress compressible types on the fly when no precompressed sidecar exists.
+    pub compress: bool,
 }
 
 /// Header edits applied in order: remove, then set.

@@ -247,6 +247,8 @@ pub(crate) struct RawRoute {
     pub(crate) strip_prefix: Field<bool>,
     pub(crate) upstream: Field<String>,
     pub(crate) redirect: Field<RawRedirect>,
+    #[serde(rename = "static")]
+    pub(crate) static_files: Field<RawStatic>,
     pub(crate) request_headers: Option<RawHeaderEdits>,
     pub(crate) response_headers: Option<RawHeaderEdits>,
     pub(crate) allow: List,
@@ -255,6 +257,7 @@ pub(crate) struct RawRoute {
     pub(crate) max_body: Field<SizeValue>,
     pub(crate) upstream_host: Field<String>,
     pub(crate) access_log: Field<bool>,
+    pub(crate) compress: Field<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,6 +269,23 @@ pub(crate) struct RawRedirect {
     pub(crate) to: Field<String>,
     pub(crate) status: Field<i64>,
     pub(crate) preserve_path: Field<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table like { root = \"dist\", spa_fallback = true }"
+)]
+pub(crate) struct RawStatic {
+    pub(crate) root: Field<String>,
+    pub(crate) index: Field<String>,
+    pub(crate) spa_fallback: Field<bool>,
+    pub(crate) serve_hidden: Field<bool>,
+    pub(crate) follow_symlinks_outside: Field<bool>,
+    pub(crate) immutable_patterns: List,
+    pub(crate) cache_control_hashed: Field<String>,
+    pub(crate) cache_control_other: Field<String>,
+    pub(crate) compress: Field<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,7 @@ use super::model::{
     Action, HeaderEdits, HostMatch, ReplicaAddr, Route, RouteTimeouts, Server, Upstream,
 };
 use super::raw::{Named, RawHeaderEdits, RawRedirect, RawRoute, RawRouteTimeouts, RawUpstream};
+use super::validate_static::static_action;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -267,21 +268,33 @@ fn route(
             p.get_ref().clone()
         }),
     };
-    let action = match (&raw.upstream, &raw.redirect) {
-        (Some(_), Some(redirect)) => {
-            let message = "set either upstream or redirect, not both";
-            ctx.diag
-                .error(k("redirect"), Some(redirect.span()), message);
-            None
-        }
-        (None, None) => {
-            let message = "needs an action: upstream = \"<name>\" or redirect = { to = \"...\" }";
+    let action = match (&raw.upstream, &raw.redirect, &raw.static_files) {
+        (None, None, None) => {
+            let message = "needs an action: upstream = \"<name>\", redirect = { to = \"...\" } \
+                           or static = { root = \"...\" }";
             ctx.diag.error(base, Some(spanned.span()), message);
             None
         }
-        (Some(name), None) => proxy_action(&k("upstream"), name, upstreams, ctx),
-        (None, Some(redirect)) => redirect_action(&k("redirect"), redirect, ctx),
+        (Some(name), None, None) => proxy_action(&k("upstream"), name, upstreams, ctx),
+        (None, Some(redirect), None) => redirect_action(&k("redirect"), redirect, ctx),
+        (None, None, Some(files)) => static_action(&k("static"), files, ctx),
+        (_, redirect, files) => {
+            let (field, span) = match (redirect, files) {
+                (Some(r), _) => ("redirect", r.span()),
+                (None, Some(f)) => ("static", f.span()),
+                (None, None) => ("upstream", spanned.span()),
+            };
+            let message = "set only one of upstream, redirect and static";
+            ctx.diag.error(k(field), Some(span), message);
+            None
+        }
     };
+
+    if let Some(compress) = raw.compress.as_ref().filter(|_| raw.upstream.is_none()) {
+        let message = "compress applies to upstream routes (static routes use static.compress)";
+        ctx.diag
+            .error(k("compress"), Some(compress.span()), message);
+    }
 
     let request_headers = header_edits(&k("request_headers"), &raw.request_headers, true, ctx);
     let response_headers = header_edits(&k("response_headers"), &raw.response_headers, false, ctx);
@@ -324,6 +337,7 @@ fn route(
         max_body,
         upstream_host,
         access_log: ctx.bool(&raw.access_log, true),
+        compress: ctx.bool(&raw.compress, false),
     })
 }
 

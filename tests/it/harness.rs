@@ -588,3 +588,42 @@ pub fn simple_config(up: SocketAddr, route_extra: &str) -> String {
         "[listeners.public]\nlisten = \"127.0.0.1:{{http}}\"\n\n[upstreams.app]\nreplicas = [\"{up}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n{route_extra}\n"
     )
 }
+
+/// A directory of files for static routes: `(path, contents)` pairs, parents created.
+pub fn write_site(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, contents) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, contents).unwrap();
+    }
+    dir
+}
+
+/// One plain listener and one static route at `path` serving `root`; `extra` goes inside
+/// the `static = { ... }` table, e.g. `spa_fallback = true`.
+pub fn static_config(path: &str, root: &Path, extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!(
+        "[listeners.public]\nlisten = \"127.0.0.1:{{http}}\"\n\n[[routes]]\npath = \"{path}\"\nstatic = {{ root = \"{}\"{extra} }}\n",
+        root.display()
+    )
+}
+
+/// One request with `method` over a fresh plain HTTP/1.1 connection.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send_h1(addr, b.body(full(Bytes::new())).unwrap())
+        .await
+        .unwrap()
+}

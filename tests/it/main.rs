@@ -22,3 +22,6 @@ mod ops_deploy;
 mod ops_fastapi;
 mod ops_probe;
 mod ops_shutdown;
+mod static_caching;
+mod static_compression;
+mod static_serving;

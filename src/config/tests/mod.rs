@@ -11,6 +11,7 @@ mod errors;
 mod reference;
 mod robust;
 mod routes;
+mod statics;
 mod units;
 
 /// Where test configs pretend to live; relative paths resolve against `/etc/edgeward`.
