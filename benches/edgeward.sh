@@ -3,7 +3,7 @@
 # the access log off as for every candidate.
 # Build first: cargo build --release. EDGEWARD_BIN overrides the binary.
 
-CAND_FEATURES="http tls h2"
+CAND_FEATURES="http tls h2 static"
 CAND_DESC="edgeward, shipped defaults, 1 runtime worker"
 
 _edgeward_bin() {
@@ -43,6 +43,10 @@ max_connections = 512
 [[routes]]
 path = "/api"
 upstream = "api"
+
+[[routes]]
+path = "/assets"
+static = { root = "$BENCH_STATIC_DIR/assets" }
 EOF2
   TOKIO_WORKER_THREADS="$BENCH_THREADS" exec "$(_edgeward_bin)" run --config "$W/edgeward.toml"
 }
