@@ -47,6 +47,9 @@ pub enum RequestError {
     /// A method the route cannot serve (static files, redirects are fine with any).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Over one of the route's rate limits; the denial carries the 429's headers.
+    #[error("rate limit {} exceeded", .0.limit)]
+    RateLimited(Box<crate::ratelimit::Denial>),
     /// No replica can take the request.
     #[error("no replica available for upstream {0}")]
     NoReplica(std::sync::Arc<str>),
@@ -86,6 +89,7 @@ impl RequestError {
             Self::BodyAborted => StatusCode::BAD_REQUEST,
             Self::ExpectationFailed => StatusCode::EXPECTATION_FAILED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NoReplica(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { kind, .. } => match kind {
                 UpstreamFailure::HeaderTimeout
@@ -114,7 +118,8 @@ impl RequestError {
             | Self::BodyTimeout
             | Self::BodyAborted
             | Self::ExpectationFailed
-            | Self::MethodNotAllowed => Side::Client,
+            | Self::MethodNotAllowed
+            | Self::RateLimited(_) => Side::Client,
             Self::NoReplica(_) | Self::Upstream { .. } => Side::Upstream,
         }
     }
@@ -130,6 +135,7 @@ impl RequestError {
             StatusCode::URI_TOO_LONG => "request target too long\n",
             StatusCode::EXPECTATION_FAILED => "expectation failed\n",
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed\n",
+            StatusCode::TOO_MANY_REQUESTS => "too many requests\n",
             StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
             StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
             _ => "bad gateway\n",

@@ -9,7 +9,7 @@
 //!   fallback), and the hyper connection chosen from ALPN.
 //! - [`service`]: per request, load the [`snapshot`] once, resolve the client
 //!   ([`forwarded`]), normalise authority and path ([`normalize`]), redirect to HTTPS, route
-//!   ([`router`]), act.
+//!   ([`router`]), apply the route's rate limits ([`ratelimit`]), act.
 //! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
 //!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
 //! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table.
@@ -22,9 +22,10 @@
 //! ```text
 //! listener ─► [PROXY header] ─► [TLS, ALPN] ─► hyper h1/h2 ─► service::handle
 //!   service: snapshot.load_full() ─► client identity + request id ─► normalise authority/path
-//!          ─► https redirect? ─► router ─► allow/deny ─┬─► redirect
-//!                                                      └─► proxy: pick replica ─► pool ─► app
-//! side: config ─► Snapshot (ArcSwap) · replica registry (state kept across snapshots)
+//!          ─► https redirect? ─► router ─► allow/deny ─► rate limits ─┬─► redirect
+//!                                                                     └─► proxy: pick replica ─► pool ─► app
+//! side: config ─► Snapshot (ArcSwap) · replica and limiter registries (state kept across
+//!       snapshots) · Redis for shared limits
 //!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
@@ -43,6 +44,7 @@ pub mod normalize;
 pub mod probe;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod ratelimit;
 pub mod router;
 pub mod service;
 pub mod snapshot;
