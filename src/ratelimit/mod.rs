@@ -168,14 +168,14 @@ impl<C: Clock> Limiter<C> {
 /// Why a request was refused.
 #[derive(Debug)]
 pub struct Denial {
-    /// The limit that refused it (the one with the longest wait when several did).
+    /// The limit that refused it.
     pub limit: Arc<str>,
     /// `Retry-After` and `RateLimit*` for the 429.
     pub headers: RateHeaders,
 }
 
-/// Checks every limit of a route, in order. Each limit that allows takes its request even
-/// when a later one refuses, as nginx's `limit_req` does: the client did send it.
+/// Checks the limits of a route in order and stops at the first that refuses: limits before
+/// it have counted the request (the client did send it), limits after it have not.
 ///
 /// Returns the headers to add to the response when any limit sends them, or the denial.
 pub async fn check<C: Clock>(
@@ -185,7 +185,6 @@ pub async fn check<C: Clock>(
     route_key: u64,
 ) -> Result<Option<RateHeaders>, Box<Denial>> {
     let mut allowed = RateHeaders::default();
-    let mut denied: Option<(Arc<str>, Duration, RateHeaders)> = None;
     for limiter in limiters {
         let key = limiter.key(client, request_headers, route_key);
         match limiter.check(key).await {
@@ -195,28 +194,17 @@ pub async fn check<C: Clock>(
                 }
             }
             Verdict::Denied { retry_after } => {
-                let (_, longest, items) = denied.get_or_insert_with(|| {
-                    (
-                        Arc::clone(&limiter.name),
-                        Duration::ZERO,
-                        RateHeaders::default(),
-                    )
-                });
-                items.push(limiter.policy(), 0, retry_after);
-                if retry_after > *longest {
-                    *longest = retry_after;
-                }
+                let mut headers = RateHeaders::default();
+                headers.push(limiter.policy(), 0, retry_after);
+                headers.set_retry_after(retry_after);
+                return Err(Box::new(Denial {
+                    limit: Arc::clone(&limiter.name),
+                    headers,
+                }));
             }
         }
     }
-    match denied {
-        Some((limit, longest, mut headers)) => {
-            headers.set_retry_after(longest);
-            Err(Box::new(Denial { limit, headers }))
-        }
-        None if allowed.is_empty() => Ok(None),
-        None => Ok(Some(allowed)),
-    }
+    Ok((!allowed.is_empty()).then_some(allowed))
 }
 
 /// A limiter's identity: its definition, and the Redis it shares buckets through.

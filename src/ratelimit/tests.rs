@@ -139,7 +139,7 @@ async fn a_denial_carries_retry_after_and_draft_10_fields() {
 }
 
 #[tokio::test]
-async fn several_limits_report_together_and_the_longest_wait_wins() {
+async fn several_limits_report_together_and_the_first_refusal_answers() {
     let mut per_ip = definition("per_ip", 1, Duration::from_secs(10), 1);
     per_ip.headers = true;
     let mut global = definition("global", 100, Duration::from_secs(1), 100);
@@ -164,6 +164,18 @@ async fn several_limits_report_together_and_the_longest_wait_wins() {
         .expect_err("per_ip is spent");
     assert_eq!(&*denial.limit, "per_ip");
     assert_eq!(denial.headers.retry_after(), Some(10));
+    let mut out = HeaderMap::new();
+    denial.headers.apply(&mut out);
+    assert_eq!(out[RATELIMIT], "\"per_ip\";r=0;t=10");
+
+    // The refused request was not counted by the limit after the one that refused it.
+    let ok = check(&limits, ip("10.0.0.2"), &headers, 7)
+        .await
+        .expect("another client")
+        .expect("headers");
+    let mut out = HeaderMap::new();
+    ok.apply(&mut out);
+    assert_eq!(out[RATELIMIT], "\"per_ip\";r=0;t=10, \"global\";r=98;t=1");
 }
 
 #[tokio::test]

@@ -580,3 +580,23 @@ pub fn simple_config(up: SocketAddr, route_extra: &str) -> String {
         "[listeners.public]\nlisten = \"127.0.0.1:{{http}}\"\n\n[upstreams.app]\nreplicas = [\"{up}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n{route_extra}\n"
     )
 }
+
+/// One HTTP/1.1 GET over a fresh connection from a chosen 127.0.0.x source address.
+pub async fn get_from(
+    src: [u8; 4],
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Got, hyper::Error> {
+    let stream = connect_from(src, addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut b = Request::get(path).header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(b.body(full(Bytes::new())).unwrap())
+        .await?;
+    collect(resp).await
+}

@@ -9,3 +9,5 @@ mod core_limits;
 mod core_proxying;
 mod core_routing;
 mod core_tls;
+mod ratelimit_local;
+mod ratelimit_redis;
