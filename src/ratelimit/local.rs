@@ -98,7 +98,7 @@ impl BoundedStore {
 /// The stored theoretical arrival time, read without changing it.
 fn stored_tat(state: &InMemoryState) -> Option<Nanos> {
     let read: Result<((), Nanos), Option<Nanos>> =
-        state.measure_and_replace(&NotKeyed::NonKey, |tat| Err(tat));
+        state.measure_and_replace(&NotKeyed::NonKey, Err);
     read.err().flatten()
 }
 
