@@ -246,9 +246,10 @@ impl<C: Clock> LocalLimiter<C> {
         match self.gcra.check_key(key) {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();
+                let spent = self.burst - remaining.min(self.burst);
                 Verdict::Allowed {
                     remaining,
-                    reset: self.interval * (self.burst - remaining.min(self.burst)),
+                    reset: self.interval.checked_mul(spent).unwrap_or(Duration::MAX),
                 }
             }
             Err(not_until) => Verdict::Denied {

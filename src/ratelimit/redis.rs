@@ -21,7 +21,11 @@ pub const RETRY_EVERY: Duration = Duration::from_millis(200);
 /// KEYS[1]: the bucket. ARGV[1]: microseconds per request; ARGV[2]: burst tolerance in
 /// microseconds (`interval * (burst - 1)`). Returns `{allowed, remaining, retry_after_us,
 /// reset_us}`.
+///
+/// Reading `TIME` before writing needs effect replication: the default since Redis 5, and
+/// switched on explicitly for Redis 3.2 and 4.
 const GCRA: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
