@@ -5,6 +5,7 @@
 //! keys (whose bucket is full again, so forgetting them changes nothing) are removed by
 //! [`LocalLimiter::evict`], which the registry runs on an interval.
 
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +21,7 @@ use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
 /// One bucket's identity. `Copy` and at most 24 bytes, so a decision allocates nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
     /// An IPv4 client (IPv4-mapped IPv6 clients included).
     V4(u32),
@@ -32,6 +33,21 @@ pub enum Key {
     Route(u64),
     /// The bucket that new keys share once the store is full.
     Overflow,
+}
+
+/// One write into the hasher instead of a discriminant and then each field. Keys of different
+/// kinds may collide; `Eq` tells them apart.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (hi, lo) = match *self {
+            Key::V4(ip) => (1, u64::from(ip)),
+            Key::V6(hi, lo) => (hi, lo),
+            Key::Header(h) => (2, h),
+            Key::Route(h) => (3, h),
+            Key::Overflow => (4, 0),
+        };
+        state.write_u128(u128::from(hi) << 64 | u128::from(lo));
+    }
 }
 
 /// What one limiter decided for one request.

@@ -117,9 +117,15 @@ impl<C: Clock> Limiter<C> {
 
     /// Decides for one request in `key`'s bucket.
     pub async fn check(&self, key: Key) -> Verdict {
-        let Some(redis) = &self.redis else {
-            return self.local.check(&key);
-        };
+        match &self.redis {
+            None => self.local.check(&key),
+            // Boxed: the Redis call's state is large, and a local decision's future should not
+            // carry (and copy) it.
+            Some(redis) => Box::pin(self.check_shared(redis, key)).await,
+        }
+    }
+
+    async fn check_shared(&self, redis: &RedisBackend, key: Key) -> Verdict {
         let shared = redis
             .check(&self.redis_key(key), self.interval, self.definition.burst)
             .await;
