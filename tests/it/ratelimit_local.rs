@@ -3,7 +3,7 @@
 
 use crate::harness::*;
 
-/// One upstream behind a route limited by `per_ip` (3 per minute, no refill within a test),
+/// One upstream behind a route limited by `per_ip` (3 per hour: no refill within a test),
 /// plus a redirect route under the same limit.
 fn config(up: &Upstream, headers: bool) -> String {
     format!(
@@ -15,7 +15,7 @@ listen = "127.0.0.1:{{http}}"
 replicas = ["{up}"]
 
 [rate_limits.per_ip]
-rate = "3/m"
+rate = "3/h"
 headers = {headers}
 
 [[routes]]
@@ -41,7 +41,10 @@ async fn over_the_limit_gets_429_with_headers_and_never_reaches_the_app() {
     for remaining in [2, 1, 0] {
         let resp = get(addr, "/x", &[]).await.unwrap();
         assert_eq!(resp.status, 200);
-        assert_eq!(resp.header("ratelimit-policy"), Some("\"per_ip\";q=3;w=60"));
+        assert_eq!(
+            resp.header("ratelimit-policy"),
+            Some("\"per_ip\";q=3;w=3600")
+        );
         let state = resp.header("ratelimit").unwrap();
         let expected = format!("\"per_ip\";r={remaining};t=");
         assert!(state.starts_with(&expected), "{state}");
@@ -50,10 +53,13 @@ async fn over_the_limit_gets_429_with_headers_and_never_reaches_the_app() {
     let resp = get(addr, "/x", &[]).await.unwrap();
     assert_eq!(resp.status, 429);
     assert_eq!(resp.text(), "too many requests\n");
-    // One request per 20 s: the next is allowed at most 20 s from now.
+    // One request per 1200 s: the next is allowed at most 1200 s from now.
     let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=20).contains(&retry), "Retry-After {retry}");
-    assert_eq!(resp.header("ratelimit-policy"), Some("\"per_ip\";q=3;w=60"));
+    assert!((1..=1200).contains(&retry), "Retry-After {retry}");
+    assert_eq!(
+        resp.header("ratelimit-policy"),
+        Some("\"per_ip\";q=3;w=3600")
+    );
     assert_eq!(
         resp.header("ratelimit"),
         Some(format!("\"per_ip\";r=0;t={retry}").as_str())
@@ -189,11 +195,11 @@ listen = "127.0.0.1:{{http}}"
 replicas = ["{up}"]
 
 [rate_limits.per_key]
-rate = "2/m"
+rate = "2/h"
 key = "header:X-Api-Key"
 
 [rate_limits.whole_route]
-rate = "5/m"
+rate = "5/h"
 key = "route"
 
 [[routes]]
