@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState, Readiness, Surface};
 use crate::config::Config;
 use crate::listener::{self, Budget, DataPlane, Listening};
+use crate::ratelimit;
 use crate::service::Shared;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::tls::{self, CertStore, HandshakeFailures, TlsError};
@@ -80,7 +81,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let config = Arc::new(config);
     let registry = Registry::default();
-    let snapshot = Snapshot::build(Arc::clone(&config), &registry, 1).await?;
+    let limiters = ratelimit::Registry::default();
+    let snapshot = Snapshot::build(Arc::clone(&config), &registry, &limiters, 1).await?;
     readiness.config_loaded();
 
     let certs = CertStore::new();
@@ -95,6 +97,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snapshot),
         registry,
+        limiters,
         certs,
         tunnels: TaskTracker::new(),
         streams: TaskTracker::new(),

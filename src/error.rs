@@ -50,6 +50,9 @@ pub enum RequestError {
     /// A static route could not serve the path.
     #[error("static file: {0}")]
     File(FileError),
+    /// Over one of the route's rate limits; the denial carries the 429's headers.
+    #[error("rate limit {} exceeded", .0.limit)]
+    RateLimited(Box<crate::ratelimit::Denial>),
     /// No replica can take the request.
     #[error("no replica available for upstream {0}")]
     NoReplica(std::sync::Arc<str>),
@@ -106,6 +109,7 @@ impl RequestError {
             Self::File(FileError::NotFound) => StatusCode::NOT_FOUND,
             Self::File(FileError::BadPath) => StatusCode::BAD_REQUEST,
             Self::File(FileError::Io) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NoReplica(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { kind, .. } => match kind {
                 UpstreamFailure::HeaderTimeout
@@ -136,6 +140,7 @@ impl RequestError {
             | Self::ExpectationFailed
             | Self::MethodNotAllowed
             | Self::File(FileError::NotFound | FileError::BadPath) => Side::Client,
+            Self::RateLimited(_) => Side::Client,
             Self::NoReplica(_) | Self::Upstream { .. } => Side::Upstream,
             Self::File(FileError::Io) => Side::Internal,
         }
@@ -152,6 +157,7 @@ impl RequestError {
             StatusCode::URI_TOO_LONG => "request target too long\n",
             StatusCode::EXPECTATION_FAILED => "expectation failed\n",
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed\n",
+            StatusCode::TOO_MANY_REQUESTS => "too many requests\n",
             StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
             StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
             StatusCode::INTERNAL_SERVER_ERROR => "internal error\n",

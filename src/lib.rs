@@ -9,7 +9,7 @@
 //!   fallback), and the hyper connection chosen from ALPN.
 //! - [`service`]: per request, load the [`snapshot`] once, resolve the client
 //!   ([`forwarded`]), normalise authority and path ([`normalize`]), redirect to HTTPS, route
-//!   ([`router`]), act.
+//!   ([`router`]), apply the route's rate limits ([`ratelimit`]), act.
 //! - [`static_files`]: a route's directory served from beneath its root, hashed names cached
 //!   for a year, the rest revalidated; small files from memory, large ones streamed.
 //! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
@@ -25,10 +25,11 @@
 //! ```text
 //! listener ─► [PROXY header] ─► [TLS, ALPN] ─► hyper h1/h2 ─► service::handle
 //!   service: snapshot.load_full() ─► client identity + request id ─► normalise authority/path
-//!          ─► https redirect? ─► router ─► allow/deny ─┬─► static files (cache / disk)
-//!                                                      ├─► redirect
-//!                                                      └─► proxy: pick replica ─► pool ─► app
-//! side: config ─► Snapshot (ArcSwap) · replica registry (state kept across snapshots)
+//!          ─► https redirect? ─► router ─► allow/deny ─► rate limits ─┬─► static files (cache / disk)
+//!                                                                     ├─► redirect
+//!                                                                     └─► proxy: pick replica ─► pool ─► app
+//! side: config ─► Snapshot (ArcSwap) · replica and limiter registries (state kept across
+//!       snapshots) · Redis for shared limits
 //!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
@@ -48,6 +49,7 @@ pub mod normalize;
 pub mod probe;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod ratelimit;
 pub mod router;
 pub mod service;
 pub mod snapshot;

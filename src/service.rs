@@ -19,6 +19,7 @@ use crate::body::ResponseBody;
 use crate::error::{RequestError, Side};
 use crate::forwarded::{self, Peer, names::X_REQUEST_ID};
 use crate::normalize::{self, Authority};
+use crate::ratelimit;
 use crate::snapshot::{Action, Route, Snapshot};
 use crate::tls::CertStore;
 use crate::upstream::replica::Registry;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Replica state that outlives snapshots.
     pub registry: Registry,
+    /// Rate limiters (and their buckets) that outlive snapshots.
+    pub limiters: ratelimit::Registry,
     /// Certificates for TLS listeners (and for deciding which hosts get HTTPS redirects).
     pub certs: Arc<CertStore>,
     /// Upgraded tunnels, tracked so shutdown can find them (hyper stops tracking upgraded
@@ -66,6 +69,8 @@ pub struct Record {
     pub route: Option<Arc<str>>,
     /// Replica that answered.
     pub replica: Option<Arc<str>>,
+    /// The rate limit that refused the request.
+    pub rate_limited: Option<Arc<str>>,
     /// Whether to log this request.
     pub log: bool,
 }
@@ -123,6 +128,7 @@ pub async fn handle(
             status = resp.status().as_u16(),
             route = rec.route.as_deref().unwrap_or("-"),
             replica = rec.replica.as_deref().unwrap_or("-"),
+            rate_limit = rec.rate_limited.as_deref().unwrap_or("-"),
             duration_us = start.elapsed().as_micros() as u64,
         );
     }
@@ -177,6 +183,23 @@ async fn pipeline(
     if !route.admits(resolved.client.ip) {
         return Err(RequestError::Forbidden);
     }
+    // Only the resolved client keys a per-client limit: forwarding headers from untrusted
+    // peers were already discarded by `resolve_client`.
+    let limit_headers = if route.limits.is_empty() || ratelimit::is_exempt(&path) {
+        None
+    } else {
+        ratelimit::check(
+            &route.limits,
+            resolved.client.ip,
+            req.headers(),
+            route.limit_key,
+        )
+        .await
+        .map_err(|denial| {
+            rec.rate_limited = Some(Arc::clone(&denial.limit));
+            RequestError::RateLimited(denial)
+        })?
+    };
 
     let mut resp = match &route.action {
         Action::Redirect {
@@ -221,6 +244,9 @@ async fn pipeline(
         }
     };
     apply_response_edits(route, &mut resp);
+    if let Some(limit_headers) = limit_headers {
+        limit_headers.apply(resp.headers_mut());
+    }
     Ok(resp)
 }
 
@@ -281,6 +307,9 @@ pub fn error_response(err: &RequestError) -> Response<ResponseBody> {
     if err.status() == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let RequestError::RateLimited(denial) = err {
+        denial.headers.apply(resp.headers_mut());
     }
     resp
 }

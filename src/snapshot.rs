@@ -10,6 +10,7 @@ use http::{HeaderValue, StatusCode};
 use ipnet::IpNet;
 
 use crate::config::{self, ClientIpHeader, Config, HeaderEdits, RouteTimeouts};
+use crate::ratelimit::{self, Limiter};
 use crate::router::Router;
 use crate::static_files::StaticSite;
 use crate::upstream::replica::{Registry, Upstream};
@@ -77,6 +78,11 @@ pub struct Route {
     pub access_log: bool,
     /// Compress proxied responses on the fly.
     pub compress: bool,
+    /// Rate limits checked after allow/deny, in config order (from the limiter registry, so
+    /// a rebuilt snapshot keeps their buckets).
+    pub limits: Vec<Arc<Limiter>>,
+    /// The route's bucket key for limits keyed by route: [`ratelimit::stable_hash`] of its name.
+    pub limit_key: u64,
 }
 
 impl Route {
@@ -136,10 +142,12 @@ pub enum BuildError {
 }
 
 impl Snapshot {
-    /// Compiles `config`, reusing replicas from `registry` by identity.
+    /// Compiles `config`, reusing replicas from `registry` by identity and rate limiters from
+    /// `limiters` by definition.
     pub async fn build(
         config: Arc<Config>,
         registry: &Registry,
+        limiters: &ratelimit::Registry,
         generation: u64,
     ) -> Result<Self, BuildError> {
         let connect = config.timeouts.route.upstream_connect;
@@ -215,6 +223,14 @@ impl Snapshot {
                 upstream_host: r.upstream_host.clone(),
                 access_log: r.access_log,
                 compress: r.compress,
+                limits: r
+                    .rate_limits
+                    .iter()
+                    // Validation guarantees the names exist.
+                    .filter_map(|name| config.rate_limits.get(name))
+                    .map(|def| limiters.limiter(def, config.redis.as_ref()))
+                    .collect(),
+                limit_key: ratelimit::stable_hash(r.name.as_bytes()),
             };
             router.insert(r.host.as_ref(), &r.path, Arc::new(route));
         }

@@ -19,6 +19,12 @@ pub(crate) enum Kind {
     Addr,
     Path,
     Choice(&'static [&'static str]),
+    /// Requests per window, e.g. `"100/m"`.
+    Rate,
+    /// What a rate limit keys on: `"client_ip"`, `"route"` or `"header:<name>"`.
+    LimitKey,
+    /// A `redis://` or `rediss://` URL.
+    RedisUrl,
 }
 
 impl Kind {
@@ -33,6 +39,9 @@ impl Kind {
             Kind::Size => "size".into(),
             Kind::Addr => "socket address".into(),
             Kind::Path => "path".into(),
+            Kind::Rate => "rate (\"100/m\")".into(),
+            Kind::LimitKey => "\"client_ip\", \"route\" or \"header:<name>\"".into(),
+            Kind::RedisUrl => "URL (redis:// or rediss://)".into(),
             Kind::Choice(options) => options
                 .iter()
                 .map(|o| format!("\"{o}\""))
@@ -68,8 +77,12 @@ const fn key(path: &'static str, kind: Kind, default: &'static str, doc: &'stati
 
 const CLIENT_IP_HEADERS: &[&str] = &["x-forwarded-for", "forwarded"];
 const LOG_FORMATS: &[&str] = &["text", "json"];
+const LIMIT_BACKENDS: &[&str] = &["local", "redis"];
+const REDIS_FAILURES: &[&str] = &["fail_open", "fail_closed"];
 
-use Kind::{Addr, Bool, Choice, Duration, DurationOrOff, Int, Path, Size, Str};
+use Kind::{
+    Addr, Bool, Choice, Duration, DurationOrOff, Int, LimitKey, Path, Rate, RedisUrl, Size, Str,
+};
 
 /// Every overridable scalar key, grouped by section in the order of `config/edgeward.toml`.
 // One key per line keeps this readable as a table.
@@ -135,6 +148,16 @@ pub(crate) const KEYS: &[KeyInfo] = &[
     key("upstreams.<name>.queue_timeout", Duration, "\"1s\"", "Waiting for a free connection slot longer than this gets 503."),
     key("upstreams.<name>.idle_timeout", Duration, "\"4s\"", "Idle pooled connections close after this (below uvicorn's 5s)."),
     key("upstreams.<name>.max_response_header", Size, "\"64KiB\"", "Largest upstream response head (8KiB to 1MiB); larger gets 502."),
+    key("rate_limits.<name>.rate", Rate, "(required)", "Requests per window: `\"100/m\"`, `\"10/s\"`, `\"500/10m\"`."),
+    key("rate_limits.<name>.burst", Int, "the rate's request count", "Requests allowed at once from a full bucket."),
+    key("rate_limits.<name>.key", LimitKey, "\"client_ip\"", "One bucket per client address, per header value, or per route."),
+    key("rate_limits.<name>.ipv6_prefix", Int, "64", "IPv6 clients share a bucket per prefix of this length (48 to 128)."),
+    key("rate_limits.<name>.max_keys", Int, "1000000", "Buckets tracked at most; past it new keys share one overflow bucket."),
+    key("rate_limits.<name>.headers", Bool, "false", "Send `RateLimit-Policy` and `RateLimit` on allowed responses too."),
+    key("rate_limits.<name>.backend", Choice(LIMIT_BACKENDS), "\"local\"", "Buckets in this process, or in Redis shared by every gateway."),
+    key("redis.url", RedisUrl, "none", "Redis for shared limits; put the password in `${VAR}`, it is never logged."),
+    key("redis.timeout", Duration, "\"50ms\"", "Per Redis call; slower counts as Redis being down."),
+    key("redis.failure", Choice(REDIS_FAILURES), "\"fail_open\"", "While Redis is down: decide locally, or answer 429."),
 ];
 
 /// The variable that overrides a concrete key path: segments upper-cased, `-` as `_`, joined

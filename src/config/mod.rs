@@ -21,6 +21,7 @@ mod model;
 mod raw;
 mod units;
 mod validate;
+mod validate_limits;
 mod validate_routes;
 mod validate_static;
 

@@ -26,6 +26,10 @@ pub struct Config {
     pub shutdown: Shutdown,
     /// Upstreams by name (sorted, so iteration order is stable).
     pub upstreams: BTreeMap<String, Upstream>,
+    /// Named rate limits by name (sorted).
+    pub rate_limits: BTreeMap<String, RateLimit>,
+    /// `[redis]`: the store shared by limits with `backend = "redis"`.
+    pub redis: Option<Redis>,
     /// Routes in file order. `(host, path)` pairs are unique.
     pub routes: Vec<Route>,
 }
@@ -270,6 +274,9 @@ pub struct Route {
     /// Compress proxied responses on the fly when the client accepts it (default false;
     /// upstream routes only: static routes have `static.compress`).
     pub compress: bool,
+    /// Names of the `[rate_limits.<name>]` checked for this route, in order (validated to
+    /// exist, no duplicates).
+    pub rate_limits: Vec<String>,
 }
 
 /// How a route matches the host, lower-cased, without port or trailing dot.
@@ -328,4 +335,79 @@ pub struct StaticConfig {
 pub struct HeaderEdits {
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,
+}
+
+/// `[rate_limits.<name>]`: a GCRA limit of `requests` per `window`, allowing bursts of up to
+/// `burst` requests. Compared whole to decide whether a reload keeps a limiter's buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// The table key; `[a-z0-9_-]+`, so it can be quoted in `RateLimit` headers as is.
+    pub name: String,
+    /// Requests per window (`rate = "100/m"` gives 100).
+    pub requests: u32,
+    /// The window (`rate = "100/m"` gives 60 s).
+    pub window: Duration,
+    /// Requests allowed at once from a full bucket; default `requests`.
+    pub burst: u32,
+    /// What one bucket is for.
+    pub key: LimitKey,
+    /// IPv6 clients share a bucket per prefix of this length (48 to 128); default 64.
+    pub ipv6_prefix: u8,
+    /// Buckets tracked at most; past it, new keys share one overflow bucket. Default 1,000,000.
+    pub max_keys: usize,
+    /// Send `RateLimit-Policy` and `RateLimit` on allowed responses too (always on 429).
+    pub headers: bool,
+    /// Where the buckets live.
+    pub backend: LimitBackend,
+}
+
+/// What a rate limit keys its buckets on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    /// The resolved client address (IPv6 by `ipv6_prefix`).
+    ClientIp,
+    /// A request header's value (e.g. an API key); requests without it are keyed by client.
+    Header(HeaderName),
+    /// One bucket per route that uses the limit.
+    Route,
+}
+
+/// Where a rate limit's buckets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitBackend {
+    /// In this process.
+    Local,
+    /// In Redis, shared by every gateway using it (`[redis]` must be set).
+    Redis,
+}
+
+/// `[redis]`
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Redis {
+    /// `redis://` or `rediss://` URL; may hold a password, so never log it: use
+    /// [`crate::ratelimit::redact_url`].
+    pub url: String,
+    /// Per call; default 50 ms.
+    pub timeout: Duration,
+    /// What to do when Redis is slow or down.
+    pub failure: RedisFailure,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &crate::ratelimit::redact_url(&self.url))
+            .field("timeout", &self.timeout)
+            .field("failure", &self.failure)
+            .finish()
+    }
+}
+
+/// The policy while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RedisFailure {
+    /// Decide with the local limiter (N gateways then allow up to N times the limit).
+    FailOpen,
+    /// Answer 429.
+    FailClosed,
 }

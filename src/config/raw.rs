@@ -35,6 +35,8 @@ const SECTIONS: &[&str] = &[
     "log",
     "shutdown",
     "upstreams",
+    "rate_limits",
+    "redis",
     "routes",
 ];
 
@@ -55,6 +57,8 @@ pub(crate) struct RawConfig {
     pub(crate) log: Option<RawLog>,
     pub(crate) shutdown: Option<RawShutdown>,
     pub(crate) upstreams: Vec<Named<RawUpstream>>,
+    pub(crate) rate_limits: Vec<Named<RawRateLimit>>,
+    pub(crate) redis: Option<RawRedis>,
     /// With their index in the file, which stays right when an earlier route failed to read.
     pub(crate) routes: Vec<(usize, Spanned<RawRoute>)>,
 }
@@ -198,6 +202,26 @@ pub(crate) struct RawUpstream {
     pub(crate) max_response_header: Field<SizeValue>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawRateLimit {
+    pub(crate) rate: Field<String>,
+    pub(crate) burst: Field<i64>,
+    pub(crate) key: Field<String>,
+    pub(crate) ipv6_prefix: Field<i64>,
+    pub(crate) max_keys: Field<i64>,
+    pub(crate) headers: Field<bool>,
+    pub(crate) backend: Field<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawRedis {
+    pub(crate) url: Field<String>,
+    pub(crate) timeout: Field<DurationText>,
+    pub(crate) failure: Field<String>,
+}
+
 /// `"host:port"` or `{ addr = "host:port", weight = 2 }`.
 #[derive(Debug)]
 pub(crate) struct RawReplica {
@@ -258,6 +282,7 @@ pub(crate) struct RawRoute {
     pub(crate) upstream_host: Field<String>,
     pub(crate) access_log: Field<bool>,
     pub(crate) compress: Field<bool>,
+    pub(crate) rate_limits: List,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +398,8 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "log" => raw.log = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),
             "upstreams" => raw.upstreams = named(name, value, diag),
+            "rate_limits" => raw.rate_limits = named(name, value, diag),
+            "redis" => raw.redis = section(name, value, diag),
             "routes" => raw.routes = routes(value, diag),
             _ => diag.error(
                 name,

@@ -14,6 +14,7 @@ use super::raw::{
     Named, RawAdmin, RawConfig, RawHsts, RawHttp2, RawListener, RawLog, RawProbe, RawServer,
     RawShutdown, RawTimeouts, RawTls,
 };
+use super::validate_limits::{rate_limits, redis};
 use super::validate_routes::{routes, upstreams};
 
 const KIB: u64 = 1 << 10;
@@ -42,7 +43,21 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
     let server = server(&raw.server.unwrap_or_default(), ctx);
     let timeouts = timeouts(&raw.timeouts.unwrap_or_default(), ctx);
     let upstreams = upstreams(&raw.upstreams, ctx);
-    let routes = routes(&raw.routes, &upstreams, &server, &timeouts.route, ctx);
+    let redis = raw.redis.as_ref().and_then(|r| redis(r, ctx));
+    let rate_limits = rate_limits(&raw.rate_limits, redis.as_ref(), ctx);
+    let declared_limits: Vec<String> = raw
+        .rate_limits
+        .iter()
+        .map(|named| named.name.get_ref().clone())
+        .collect();
+    let routes = routes(
+        &raw.routes,
+        &upstreams,
+        &declared_limits,
+        &server,
+        &timeouts.route,
+        ctx,
+    );
     Config {
         listeners,
         admin,
@@ -55,6 +70,8 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
         server,
         timeouts,
         upstreams,
+        rate_limits,
+        redis,
         routes,
     }
 }

@@ -13,6 +13,7 @@ use super::model::{
     Action, HeaderEdits, HostMatch, ReplicaAddr, Route, RouteTimeouts, Server, Upstream,
 };
 use super::raw::{Named, RawHeaderEdits, RawRedirect, RawRoute, RawRouteTimeouts, RawUpstream};
+use super::validate_limits::route_limits;
 use super::validate_static::static_action;
 
 const KIB: u64 = 1 << 10;
@@ -208,6 +209,7 @@ pub(crate) fn parse_host_port(text: &str) -> Result<(String, u16), String> {
 pub(crate) fn routes(
     raw: &[(usize, Spanned<RawRoute>)],
     upstreams: &BTreeMap<String, Upstream>,
+    declared_limits: &[String],
     server: &Server,
     defaults: &RouteTimeouts,
     ctx: &mut Ctx<'_, '_>,
@@ -215,7 +217,15 @@ pub(crate) fn routes(
     let mut routes: Vec<(usize, Route)> = Vec::new();
     for (index, spanned) in raw {
         let base = format!("routes[{index}]");
-        let Some(route) = route(&base, spanned, upstreams, server, defaults, ctx) else {
+        let Some(route) = route(
+            &base,
+            spanned,
+            upstreams,
+            declared_limits,
+            server,
+            defaults,
+            ctx,
+        ) else {
             continue;
         };
         let same_match = routes
@@ -248,6 +258,7 @@ fn route(
     base: &str,
     spanned: &Spanned<RawRoute>,
     upstreams: &BTreeMap<String, Upstream>,
+    declared_limits: &[String],
     server: &Server,
     defaults: &RouteTimeouts,
     ctx: &mut Ctx<'_, '_>,
@@ -306,6 +317,7 @@ fn route(
         .upstream_host
         .as_ref()
         .and_then(|v| ctx.header_value(&k("upstream_host"), v));
+    let rate_limits = route_limits(&k("rate_limits"), &raw.rate_limits, declared_limits, ctx);
     let name = match &raw.name {
         Some(name) if name.get_ref().is_empty() => {
             ctx.diag
@@ -338,6 +350,7 @@ fn route(
         upstream_host,
         access_log: ctx.bool(&raw.access_log, true),
         compress: ctx.bool(&raw.compress, false),
+        rate_limits,
     })
 }
 

@@ -627,3 +627,23 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&st
         .await
         .unwrap()
 }
+
+/// One HTTP/1.1 GET over a fresh connection from a chosen 127.0.0.x source address.
+pub async fn get_from(
+    src: [u8; 4],
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Got, hyper::Error> {
+    let stream = connect_from(src, addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut b = Request::get(path).header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(b.body(full(Bytes::new())).unwrap())
+        .await?;
+    collect(resp).await
+}

@@ -22,6 +22,8 @@ mod ops_deploy;
 mod ops_fastapi;
 mod ops_probe;
 mod ops_shutdown;
+mod ratelimit_local;
+mod ratelimit_redis;
 mod static_caching;
 mod static_compression;
 mod static_serving;

@@ -8,6 +8,7 @@ use super::{Config, ConfigError, parse};
 mod defaults;
 mod env;
 mod errors;
+mod limits;
 mod reference;
 mod robust;
 mod routes;

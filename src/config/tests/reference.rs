@@ -56,6 +56,10 @@ trusted_proxies = ["127.0.0.1"]
 replicas = ["127.0.0.1:8000"]
 [[routes]]
 upstream = "app"
+[rate_limits.app]
+rate = "100/m"
+[redis]
+url = "redis://127.0.0.1:6379"
 [hsts]
 include_subdomains = true
 [probe]
@@ -74,6 +78,9 @@ fn samples(kind: Kind) -> Vec<&'static str> {
         Kind::Addr => vec!["127.0.0.1:0", "[::1]:0"],
         Kind::Path => vec!["elsewhere"],
         Kind::Choice(options) => options.to_vec(),
+        Kind::Rate => vec!["10/s", "5/m"],
+        Kind::LimitKey => vec!["route", "header:x-api-key"],
+        Kind::RedisUrl => vec!["rediss://:secret@cache.internal:6380/2"],
     }
 }
 
@@ -95,7 +102,13 @@ fn every_listed_key_is_accepted_and_takes_effect() {
         let segments: Vec<&str> = path.split('.').collect();
         let var = super::super::keys::env_var_for(&segments);
         let mut changed = false;
-        for sample in samples(key.kind) {
+        // The only integer key whose range excludes the generic samples.
+        let samples = if key.path.ends_with("ipv6_prefix") {
+            vec!["48", "56"]
+        } else {
+            samples(key.kind)
+        };
+        for sample in samples {
             let env = fake_env(&[(&var, sample)]);
             let config = parse(BASE, Path::new(FILE), &env)
                 .unwrap_or_else(|e| panic!("{var}={sample} was rejected:\n{e}"));
@@ -144,6 +157,8 @@ fn every_scalar_field_of_the_raw_types_is_listed() {
         ("log", "log"),
         ("shutdown", "shutdown"),
         ("upstreams.app", "upstreams.<name>"),
+        ("rate_limits.app", "rate_limits.<name>"),
+        ("redis", "redis"),
     ] {
         let fields = section_fields(header);
         assert!(!fields.is_empty(), "{header}");
