@@ -86,7 +86,7 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing(cfg.log.format, &cfg.log.level);
-            match runtime().and_then(|rt| {
+            match runtime(cfg.server.workers).and_then(|rt| {
                 rt.block_on(edgeward::app::run(cfg))
                     .context("edgeward stopped")
             }) {
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing(cfg.log.format, &cfg.log.level);
-            match runtime().and_then(|rt| rt.block_on(demo(cfg))) {
+            match runtime(cfg.server.workers).and_then(|rt| rt.block_on(demo(cfg))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Probe { url, timeout } => {
-            let outcome = runtime().and_then(|rt| {
+            let outcome = runtime(1).and_then(|rt| {
                 rt.block_on(edgeward::probe::get(&url, Duration::from_secs(timeout)))
                     .map_err(Into::into)
             });
@@ -232,11 +232,20 @@ fn demo_asset(route: &config::Route) -> Option<String> {
 
 /// One runtime thread per core is tokio's default; the worker count can be pinned with
 /// `TOKIO_WORKER_THREADS`.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+/// The async runtime for `server.workers`: one thread runs a single-threaded runtime, which
+/// costs less per request than a work-stealing pool of one (no cross-thread wake-ups); more
+/// threads, or 0 for one per CPU, run the multi-threaded runtime.
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if workers > 1 {
+            b.worker_threads(workers);
+        }
+        b
+    };
+    builder.enable_all().build().context("cannot start the async runtime")
 }
 
 fn init_tracing(format: LogFormat, level: &str) {

@@ -107,6 +107,7 @@ pub(crate) const KEYS: &[KeyInfo] = &[
     key("server.max_body", Size, "\"100MiB\"", "Default request body cap; routes may override."),
     key("server.max_connections", Int, "10000", "Open data-plane connections, all listeners together."),
     key("server.max_connections_per_ip", Int, "256", "Open connections per client address; 0 = unlimited."),
+    key("server.workers", Int, "0", "Runtime worker threads; 0 = one per CPU, 1 = a single-threaded runtime."),
     key("server.max_requests_per_connection", Int, "0", "Requests served per connection; 0 = unlimited."),
     key("server.max_connection_age", DurationOrOff, "\"off\"", "Close connections older than this (plus up to 10% jitter)."),
     key("server.allow_underscore_headers", Bool, "false", "Forward request headers whose names contain `_`."),

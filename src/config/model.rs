@@ -91,6 +91,9 @@ pub struct Probe {
 /// `[server]`: data-plane limits that apply to every listener.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// Runtime worker threads; 0 (default) means one per CPU. With 1 the gateway runs a
+    /// single-threaded runtime, the cheapest per request.
+    pub workers: usize,
     /// Bytes; default 16 KiB; validated >= 8 KiB (hyper panics below).
     pub max_request_header: usize,
     /// Default 100.

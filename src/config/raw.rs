@@ -103,6 +103,7 @@ pub(crate) struct RawProbe {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawServer {
+    pub(crate) workers: Field<i64>,
     pub(crate) max_request_header: Field<SizeValue>,
     pub(crate) max_headers: Field<i64>,
     pub(crate) max_uri: Field<SizeValue>,

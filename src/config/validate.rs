@@ -273,6 +273,7 @@ fn server(raw: &RawServer, ctx: &mut Ctx<'_, '_>) -> Server {
         .as_ref()
         .and_then(|v| ctx.header_value("server.server_header", v));
     Server {
+        workers: ctx.int("server.workers", &raw.workers, 0, 0..=1024),
         max_request_header: to_usize(max_request_header),
         max_headers: ctx.int("server.max_headers", &raw.max_headers, 100, 1..=10_000),
         max_uri: to_usize(ctx.size("server.max_uri", &raw.max_uri, 8 * KIB, 1..=MIB)),
