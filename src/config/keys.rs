@@ -54,6 +54,9 @@ pub(crate) struct KeyInfo {
     pub(crate) doc: &'static str,
     /// A second, shorter variable name accepted for the same key.
     pub(crate) alias: Option<&'static str>,
+    /// Valid values for a `Str` key whose text has a format (tests feed them through the
+    /// parser); empty for free text.
+    pub(crate) examples: &'static [&'static str],
 }
 
 const fn key(path: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> KeyInfo {
@@ -63,11 +66,14 @@ const fn key(path: &'static str, kind: Kind, default: &'static str, doc: &'stati
         default,
         doc,
         alias: None,
+        examples: &[],
     }
 }
 
 const CLIENT_IP_HEADERS: &[&str] = &["x-forwarded-for", "forwarded"];
 const LOG_FORMATS: &[&str] = &["text", "json"];
+const POLICIES: &[&str] = &["p2c_ewma", "round_robin", "least_conn", "hash"];
+const HEALTH_MODES: &[&str] = &["active", "off"];
 
 use Kind::{Addr, Bool, Choice, Duration, DurationOrOff, Int, Path, Size, Str};
 
@@ -135,6 +141,44 @@ pub(crate) const KEYS: &[KeyInfo] = &[
     key("upstreams.<name>.queue_timeout", Duration, "\"1s\"", "Waiting for a free connection slot longer than this gets 503."),
     key("upstreams.<name>.idle_timeout", Duration, "\"4s\"", "Idle pooled connections close after this (below uvicorn's 5s)."),
     key("upstreams.<name>.max_response_header", Size, "\"64KiB\"", "Largest upstream response head (8KiB to 1MiB); larger gets 502."),
+    key("upstreams.<name>.policy", Choice(POLICIES), "\"p2c_ewma\"", "How a replica is picked among the live, ready, not ejected ones."),
+    KeyInfo {
+        examples: &["header:X-User", "cookie:session", "client_ip"],
+        ..key("upstreams.<name>.hash_on", Str, "none", "For `policy = \"hash\"`: `header:<name>`, `cookie:<name>` or `client_ip`.")
+    },
+    key("upstreams.<name>.slow_start", DurationOrOff, "\"off\"", "Ramp a newly ready replica's traffic up over this long."),
+    key("upstreams.<name>.seed", Int, "random", "Seed for the balancer's randomness (reproducible tests)."),
+    key("upstreams.<name>.retry_buffer", Size, "\"64KiB\"", "Bodies up to this size with a known length are buffered so they can be retried (0 to 16MiB)."),
+    key("upstreams.<name>.retry_budget_percent", Int, "20", "Retries allowed as a share of requests (0 to 100)."),
+    key("upstreams.<name>.retry_budget_min", Int, "3", "Retries allowed per second whatever the share."),
+    key("upstreams.<name>.fail_open", Bool, "false", "When no replica is ready, use the live ones (or all) instead of answering 503."),
+    key("upstreams.<name>.dns_refresh", Duration, "\"5s\"", "How often replica DNS names are resolved again."),
+    key("upstreams.<name>.nameserver", Addr, "system resolver", "DNS server (UDP) asked for replica names."),
+    key("upstreams.<name>.health.mode", Choice(HEALTH_MODES), "\"active\"", "`off`: no probes, replicas start ready, passive health only."),
+    KeyInfo {
+        examples: &["/live", "/healthz"],
+        ..key("upstreams.<name>.health.live_path", Str, "\"/health/live\"", "Liveness probe path; failing it takes the replica out and closes its idle connections.")
+    },
+    KeyInfo {
+        examples: &["/ready", "/readyz"],
+        ..key("upstreams.<name>.health.ready_path", Str, "\"/health/ready\"", "Readiness probe path; failing it drains the replica.")
+    },
+    key("upstreams.<name>.health.interval", Duration, "\"5s\"", "Time between probes (each replica gets its own phase)."),
+    key("upstreams.<name>.health.timeout", Duration, "\"1s\"", "A probe without an answer for this long fails."),
+    KeyInfo {
+        examples: &["200", "200-299"],
+        ..key("upstreams.<name>.health.expected_status", Str, "\"200-399\"", "Statuses that pass a probe: `\"200\"` or a range `\"200-299\"`.")
+    },
+    key("upstreams.<name>.health.rise", Int, "2", "Passing probes in a row that bring a replica back."),
+    key("upstreams.<name>.health.fall", Int, "2", "Failing probes in a row that take a replica out."),
+    key("upstreams.<name>.health.host", Str, "replica address", "`Host` header sent with probes."),
+    key("upstreams.<name>.health.start_ready", Bool, "false", "New replicas take traffic before their first readiness probe passed."),
+    key("upstreams.<name>.outlier.consecutive_failures", Int, "5", "Failures in a row (connect, reset, header timeout, 502/503/504) that eject a replica."),
+    key("upstreams.<name>.outlier.base_ejection", Duration, "\"10s\"", "First ejection; doubles on each repeat."),
+    key("upstreams.<name>.outlier.max_ejection", Duration, "\"5m\"", "Longest ejection."),
+    key("upstreams.<name>.outlier.max_ejected_percent", Int, "50", "Most of a pool ejected at once, percent (one replica always may be)."),
+    key("upstreams.<name>.outlier.count_5xx", Bool, "false", "Also count 500 and other 5xx answers as failures."),
+    key("startup.probe_timeout", Duration, "\"10s\"", "Longest wait for every upstream's first probe round before reporting ready."),
 ];
 
 /// The variable that overrides a concrete key path: segments upper-cased, `-` as `_`, joined

@@ -22,6 +22,7 @@ mod raw;
 mod units;
 mod validate;
 mod validate_routes;
+mod validate_upstream;
 
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,7 @@ const SECTIONS: &[&str] = &[
     "hsts",
     "log",
     "shutdown",
+    "startup",
     "upstreams",
     "routes",
 ];
@@ -54,6 +55,7 @@ pub(crate) struct RawConfig {
     pub(crate) hsts: Option<RawHsts>,
     pub(crate) log: Option<RawLog>,
     pub(crate) shutdown: Option<RawShutdown>,
+    pub(crate) startup: Option<RawStartup>,
     pub(crate) upstreams: Vec<Named<RawUpstream>>,
     /// With their index in the file, which stays right when an earlier route failed to read.
     pub(crate) routes: Vec<(usize, Spanned<RawRoute>)>,
@@ -196,6 +198,52 @@ pub(crate) struct RawUpstream {
     pub(crate) queue_timeout: Field<DurationText>,
     pub(crate) idle_timeout: Field<DurationText>,
     pub(crate) max_response_header: Field<SizeValue>,
+    pub(crate) policy: Field<String>,
+    pub(crate) hash_on: Field<String>,
+    pub(crate) slow_start: Field<DurationText>,
+    pub(crate) seed: Field<i64>,
+    pub(crate) retry_buffer: Field<SizeValue>,
+    pub(crate) retry_budget_percent: Field<i64>,
+    pub(crate) retry_budget_min: Field<i64>,
+    pub(crate) fail_open: Field<bool>,
+    pub(crate) dns_refresh: Field<DurationText>,
+    pub(crate) nameserver: Field<String>,
+    pub(crate) health: Option<RawHealth>,
+    pub(crate) outlier: Option<RawOutlier>,
+}
+
+/// `[upstreams.<name>.health]`: active probes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawHealth {
+    pub(crate) mode: Field<String>,
+    pub(crate) live_path: Field<String>,
+    pub(crate) ready_path: Field<String>,
+    pub(crate) interval: Field<DurationText>,
+    pub(crate) timeout: Field<DurationText>,
+    pub(crate) expected_status: Field<String>,
+    pub(crate) rise: Field<i64>,
+    pub(crate) fall: Field<i64>,
+    pub(crate) host: Field<String>,
+    pub(crate) start_ready: Field<bool>,
+}
+
+/// `[upstreams.<name>.outlier]`: passive health.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawOutlier {
+    pub(crate) consecutive_failures: Field<i64>,
+    pub(crate) base_ejection: Field<DurationText>,
+    pub(crate) max_ejection: Field<DurationText>,
+    pub(crate) max_ejected_percent: Field<i64>,
+    pub(crate) count_5xx: Field<bool>,
+}
+
+/// `[startup]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawStartup {
+    pub(crate) probe_timeout: Field<DurationText>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 2 }`.
@@ -255,6 +303,7 @@ pub(crate) struct RawRoute {
     pub(crate) max_body: Field<SizeValue>,
     pub(crate) upstream_host: Field<String>,
     pub(crate) access_log: Field<bool>,
+    pub(crate) idempotent_methods: List,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -352,6 +401,7 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "hsts" => raw.hsts = section(name, value, diag),
             "log" => raw.log = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),
+            "startup" => raw.startup = section(name, value, diag),
             "upstreams" => raw.upstreams = named(name, value, diag),
             "routes" => raw.routes = routes(value, diag),
             _ => diag.error(

@@ -95,7 +95,12 @@ fn every_listed_key_is_accepted_and_takes_effect() {
         let segments: Vec<&str> = path.split('.').collect();
         let var = super::super::keys::env_var_for(&segments);
         let mut changed = false;
-        for sample in samples(key.kind) {
+        let samples = if key.examples.is_empty() {
+            samples(key.kind)
+        } else {
+            key.examples.to_vec()
+        };
+        for sample in samples {
             let env = fake_env(&[(&var, sample)]);
             let config = parse(BASE, Path::new(FILE), &env)
                 .unwrap_or_else(|e| panic!("{var}={sample} was rejected:\n{e}"));
@@ -119,7 +124,14 @@ fn section_fields(header: &str) -> Vec<String> {
         .expect("unknown field error")
         .message;
     let expected = message.split("expected").nth(1).expect("expected list");
-    let not_scalar = ["trusted_proxies", "hosts", "certificates", "replicas"];
+    let not_scalar = [
+        "trusted_proxies",
+        "hosts",
+        "certificates",
+        "replicas",
+        "health",
+        "outlier",
+    ];
     expected
         .split('`')
         .skip(1)
@@ -144,6 +156,9 @@ fn every_scalar_field_of_the_raw_types_is_listed() {
         ("log", "log"),
         ("shutdown", "shutdown"),
         ("upstreams.app", "upstreams.<name>"),
+        ("upstreams.app.health", "upstreams.<name>.health"),
+        ("upstreams.app.outlier", "upstreams.<name>.outlier"),
+        ("startup", "startup"),
     ] {
         let fields = section_fields(header);
         assert!(!fields.is_empty(), "{header}");
