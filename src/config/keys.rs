@@ -56,6 +56,8 @@ pub(crate) struct KeyInfo {
     pub(crate) alias: Option<&'static str>,
     /// Valid values for a `Str` key whose text has a format (tests feed them through the
     /// parser); empty for free text.
+    // Only the key tests read it.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) examples: &'static [&'static str],
 }
 
@@ -144,7 +146,7 @@ pub(crate) const KEYS: &[KeyInfo] = &[
     key("upstreams.<name>.policy", Choice(POLICIES), "\"p2c_ewma\"", "How a replica is picked among the live, ready, not ejected ones."),
     KeyInfo {
         examples: &["header:X-User", "cookie:session", "client_ip"],
-        ..key("upstreams.<name>.hash_on", Str, "none", "For `policy = \"hash\"`: `header:<name>`, `cookie:<name>` or `client_ip`.")
+        ..key("upstreams.<name>.hash_on", Str, "\"client_ip\"", "For `policy = \"hash\"` (implied when only this is set): `header:<name>`, `cookie:<name>` or `client_ip` (also the fallback when the header or cookie is absent).")
     },
     key("upstreams.<name>.slow_start", DurationOrOff, "\"off\"", "Ramp a newly ready replica's traffic up over this long."),
     key("upstreams.<name>.seed", Int, "random", "Seed for the balancer's randomness (reproducible tests)."),

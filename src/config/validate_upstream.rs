@@ -33,23 +33,23 @@ pub(crate) fn balancing(name: &str, raw: &RawUpstream, ctx: &mut Ctx<'_, '_>) ->
     let hash_on = raw.hash_on.as_ref().and_then(|v| {
         let parsed = parse_hash_on(v.get_ref());
         if let Err(message) = &parsed {
-            ctx.diag.error(k("hash_on"), Some(v.span()), message.clone());
+            ctx.diag
+                .error(k("hash_on"), Some(v.span()), message.clone());
         }
         parsed.ok()
     });
-    let policy = match raw.policy.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
+    let policy = match raw
+        .policy
+        .as_ref()
+        .map(|p| (p.get_ref().as_str(), p.span()))
+    {
+        // hash_on alone says what is meant.
+        None if hash_on.is_some() => Policy::Hash(hash_on.clone().unwrap_or(HashOn::ClientIp)),
         None | Some(("p2c_ewma", _)) => Policy::P2cEwma,
         Some(("round_robin", _)) => Policy::RoundRobin,
         Some(("least_conn", _)) => Policy::LeastConn,
-        Some(("hash", span)) => match hash_on.clone() {
-            Some(on) => Policy::Hash(on),
-            None if raw.hash_on.is_some() => Policy::P2cEwma,
-            None => {
-                let message = "policy \"hash\" needs hash_on (\"header:X-User\", \"cookie:session\" or \"client_ip\")";
-                ctx.diag.error(k("policy"), Some(span), message);
-                Policy::P2cEwma
-            }
-        },
+        // Without hash_on, requests stick by client address.
+        Some(("hash", _)) => Policy::Hash(hash_on.clone().unwrap_or(HashOn::ClientIp)),
         Some((other, span)) => {
             let message = format!(
                 "unknown policy {other:?}; expected \"p2c_ewma\", \"round_robin\", \"least_conn\" or \"hash\""
@@ -71,7 +71,12 @@ pub(crate) fn balancing(name: &str, raw: &RawUpstream, ctx: &mut Ctx<'_, '_>) ->
             .map(|_| ctx.int(&k("seed"), &raw.seed, 0u64, 0..=i64::MAX)),
         health: health(name, raw.health.as_ref(), ctx),
         outlier: outlier(name, raw.outlier.as_ref(), ctx),
-        retry_buffer: ctx.size(&k("retry_buffer"), &raw.retry_buffer, 64 * KIB, 0..=16 * MIB),
+        retry_buffer: ctx.size(
+            &k("retry_buffer"),
+            &raw.retry_buffer,
+            64 * KIB,
+            0..=16 * MIB,
+        ),
         retry_budget_percent: ctx.int(
             &k("retry_budget_percent"),
             &raw.retry_budget_percent,
@@ -141,7 +146,8 @@ fn health(name: &str, raw: Option<&RawHealth>, ctx: &mut Ctx<'_, '_>) -> Health 
     let expected_status = match &raw.expected_status {
         None => (200, 399),
         Some(v) => parse_status_range(v.get_ref()).unwrap_or_else(|message| {
-            ctx.diag.error(k("expected_status"), Some(v.span()), message);
+            ctx.diag
+                .error(k("expected_status"), Some(v.span()), message);
             (200, 399)
         }),
     };
@@ -153,12 +159,7 @@ fn health(name: &str, raw: Option<&RawHealth>, ctx: &mut Ctx<'_, '_>) -> Health 
         mode,
         live_path,
         ready_path,
-        interval: ctx.duration(
-            &k("interval"),
-            &raw.interval,
-            Duration::from_secs(5),
-            false,
-        ),
+        interval: ctx.duration(&k("interval"), &raw.interval, Duration::from_secs(5), false),
         timeout: ctx.duration(&k("timeout"), &raw.timeout, Duration::from_secs(1), false),
         expected_status,
         rise: ctx.int(&k("rise"), &raw.rise, 2, 1..=100),
@@ -236,7 +237,8 @@ pub(crate) fn idempotent_methods(key: &str, list: &List, ctx: &mut Ctx<'_, '_>) 
             Ok(m) => methods.push(m),
             Err(_) => {
                 let message = format!("invalid method {:?}", item.get_ref());
-                ctx.diag.error(format!("{key}[{i}]"), Some(item.span()), message);
+                ctx.diag
+                    .error(format!("{key}[{i}]"), Some(item.span()), message);
             }
         }
     }

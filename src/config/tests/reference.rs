@@ -123,7 +123,7 @@ fn section_fields(header: &str) -> Vec<String> {
         .find(|e| e.key.ends_with("zz_unknown"))
         .expect("unknown field error")
         .message;
-    let expected = message.split("expected").nth(1).expect("expected list");
+    let expected = message.split_once("expected").expect("expected list").1;
     let not_scalar = [
         "trusted_proxies",
         "hosts",
