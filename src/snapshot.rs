@@ -259,3 +259,7 @@ impl Snapshot {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;

@@ -9,3 +9,7 @@ mod core_limits;
 mod core_proxying;
 mod core_routing;
 mod core_tls;
+mod upstream_balance;
+mod upstream_dns;
+mod upstream_health;
+mod upstream_retry;
