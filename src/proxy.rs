@@ -156,7 +156,6 @@ pub async fn forward(
         .then(|| Replay::keep(&parts, &body));
     let mut request = Request::from_parts(parts, body);
     let mut tried: Vec<Arc<Replica>> = Vec::new();
-    let count_5xx = upstream.state.settings().outlier.count_5xx;
     let (mut resp, replica, guard) = loop {
         let Some(replica) = upstream.pick(key, &tried) else {
             return Err(RequestError::NoReplica(Arc::clone(&upstream.name)));
@@ -181,7 +180,7 @@ pub async fn forward(
         };
         let err = match result {
             Ok(resp) => {
-                let verdict = outlier::status_verdict(resp.status().as_u16(), count_5xx);
+                let verdict = outlier::status_verdict(resp.status().as_u16(), upstream.count_5xx);
                 replica.record(verdict, Some(started.elapsed()));
                 break (resp, replica, guard);
             }

@@ -66,6 +66,8 @@ pub struct Upstream {
     pub budget: RetryBudget,
     /// Bodies up to this size with a known length are buffered for retries.
     pub retry_buffer: u64,
+    /// Other 5xx answers count as failures for ejection.
+    pub count_5xx: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -99,6 +101,7 @@ impl Upstream {
             turn: AtomicUsize::new(0),
             budget: RetryBudget::new(settings.retry_budget_percent, settings.retry_budget_min),
             retry_buffer: settings.retry_buffer,
+            count_5xx: settings.outlier.count_5xx,
             state,
         }
     }
