@@ -156,9 +156,13 @@ pub async fn forward(
         .then(|| Replay::keep(&parts, &body));
     let mut request = Request::from_parts(parts, body);
     let mut tried: Vec<Arc<Replica>> = Vec::new();
+    // After a failed attempt with nowhere else to go, that failure is the answer.
+    let mut last_failure = None;
     let (mut resp, replica, guard) = loop {
         let Some(replica) = upstream.pick(key, &tried) else {
-            return Err(RequestError::NoReplica(Arc::clone(&upstream.name)));
+            return Err(
+                last_failure.unwrap_or_else(|| RequestError::NoReplica(Arc::clone(&upstream.name)))
+            );
         };
         let guard = replica.begin();
         let upstream_err = |kind| RequestError::Upstream {
@@ -200,7 +204,7 @@ pub async fn forward(
             None => (Attempt::Final, None),
         };
         let retry = next.filter(|_| {
-            tried.len() + 1 < MAX_ATTEMPTS
+            tried.len() + 1 < MAX_ATTEMPTS.min(upstream.members().replicas.len())
                 && retry::may_retry(attempt, idempotent, replayable)
                 && upstream
                     .budget
@@ -210,12 +214,9 @@ pub async fn forward(
             return Err(upstream_err(failure));
         };
         tracing::debug!(upstream = %upstream.name, replica = %replica.label, kind = %err.kind, "retrying on another replica");
-        tried.push(Arc::clone(&replica));
-        // No other replica to go to: report this failure, not an empty upstream.
-        if upstream.pick(key, &tried).is_none() {
-            return Err(upstream_err(failure));
-        }
+        last_failure = Some(upstream_err(failure));
         drop(guard);
+        tried.push(replica);
         request = next;
     };
     let label = Arc::clone(&replica.label);

@@ -140,10 +140,12 @@ impl Upstream {
             &[Gate::Eligible]
         };
         let now = self.state.now_us();
-        let turn = if self.balance == Balance::RoundRobin {
-            self.turn.fetch_add(1, Ordering::Relaxed)
-        } else {
-            0
+        // A retry does not take a turn of its own: the turn stays with the next request, so
+        // one dead replica does not become every request's first choice.
+        let turn = match (self.balance, tried.is_empty()) {
+            (Balance::RoundRobin, true) => self.turn.fetch_add(1, Ordering::Relaxed),
+            (Balance::RoundRobin, false) => self.turn.load(Ordering::Relaxed),
+            _ => 0,
         };
         let plan = Pick {
             balance: self.balance,
