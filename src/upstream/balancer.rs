@@ -138,23 +138,30 @@ fn least_conn<F: Fn(usize) -> Option<View>>(
 }
 
 fn hash<F: Fn(usize) -> Option<View>>(n: usize, view: &F, key: u64) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
+    // (index, weight, pair hash) of the best so far.
+    let mut best: Option<(usize, f64, u64)> = None;
     for i in 0..n {
         if let Some(v) = view(i) {
-            let score = hrw_score(key, v.id, v.weight);
-            if best.is_none_or(|(_, b)| score > b) {
-                best = Some((i, score));
+            let h = mix(key ^ mix(v.id));
+            let wins = match best {
+                None => true,
+                // The score grows with the hash for a given weight: compare hashes, and pay
+                // for logarithms only between replicas of different weights.
+                Some((_, w, bh)) if w == v.weight => h > bh,
+                Some((_, w, bh)) => hrw_score(h, v.weight) > hrw_score(bh, w),
+            };
+            if wins {
+                best = Some((i, v.weight, h));
             }
         }
     }
-    best.map(|(i, _)| i)
+    best.map(|(i, _, _)| i)
 }
 
-/// Weighted rendezvous score: `-weight / ln(u)` with `u` uniform in (0, 1) from the pair's
-/// hash (Schindelhauer and Schomaker's logarithmic method), so a replica of weight 2 wins
-/// twice as many keys.
-fn hrw_score(key: u64, id: u64, weight: f64) -> f64 {
-    let h = mix(key ^ mix(id));
+/// Weighted rendezvous score of a pair hash: `-weight / ln(u)` with `u` uniform in (0, 1)
+/// (Schindelhauer and Schomaker's logarithmic method), so a replica of weight 2 wins twice as
+/// many keys.
+fn hrw_score(h: u64, weight: f64) -> f64 {
     let u = ((h >> 11) as f64 + 1.0) / ((1u64 << 53) as f64 + 2.0);
     -weight / u.ln()
 }

@@ -226,3 +226,27 @@ fn hash_skips_an_ineligible_owner_and_returns_after() {
     assert_ne!(ids[i], first);
     assert_eq!(owner(key, &ids), first);
 }
+
+#[test]
+fn hash_weights_shift_the_share() {
+    let ids = [11u64, 22];
+    let mut wins = [0; 2];
+    let mut rng = fastrand::Rng::with_seed(0);
+    for k in 0..6_000u64 {
+        let p = Pick {
+            key: hash_bytes(&k.to_le_bytes()),
+            ..plan(Balance::Hash, &[])
+        };
+        let v = |i: usize| {
+            Some(View {
+                weight: if i == 0 { 2.0 } else { 1.0 },
+                ..view(ids[i])
+            })
+        };
+        wins[pick(2, v, &p, &mut rng).unwrap()] += 1;
+    }
+    assert!(
+        (3_700..=4_300).contains(&wins[0]),
+        "weight 2 wins about 2/3: {wins:?}"
+    );
+}
