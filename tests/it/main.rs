@@ -12,4 +12,5 @@ mod core_tls;
 mod upstream_balance;
 mod upstream_dns;
 mod upstream_health;
+mod upstream_outlier;
 mod upstream_retry;

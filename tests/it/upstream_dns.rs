@@ -92,3 +92,71 @@ upstream = "app"
     .await;
     assert_eq!(listed(&admin_upstreams(&gw).await).len(), 2);
 }
+
+#[tokio::test]
+async fn hashed_keys_stay_put_when_dns_adds_a_replica_and_only_move_to_it() {
+    let ip = |last| Ipv4Addr::new(127, 0, 0, last);
+    let first = App::start_on(SocketAddr::from((ip(5), 0))).await;
+    let port = first.addr.port();
+    let mut apps = vec![first];
+    for last in 6..=8 {
+        apps.push(App::start_on(SocketAddr::from((ip(last), port))).await);
+    }
+    let dns = DnsServer::start(&[ip(5), ip(6), ip(7)]).await;
+    let template = format!(
+        r#"
+[listeners.public]
+listen = "127.0.0.1:{{http}}"
+
+[upstreams.app]
+replicas = ["app.test:{port}"]
+hash_on = "header:X-User"
+nameserver = "{}"
+dns_refresh = "100ms"
+
+[upstreams.app.health]
+interval = "100ms"
+
+[[routes]]
+path = "/"
+upstream = "app"
+"#,
+        dns.addr
+    );
+    let gw = Gateway::start(&template).await;
+    let owners = |gw: &Gateway| {
+        let http = gw.addr("http");
+        async move {
+            let mut out = Vec::new();
+            for k in 0..300 {
+                let user = format!("user-{k}");
+                let r = get(http, "/", &[("x-user", user.as_str())]).await.unwrap();
+                assert_eq!(r.status, 200);
+                out.push(r.text());
+            }
+            out
+        }
+    };
+    let before = owners(&gw).await;
+    assert_eq!(before, owners(&gw).await, "a key sticks to its replica");
+
+    dns.set(&[ip(5), ip(6), ip(7), ip(8)]);
+    eventually_async("the fourth replica is ready", || async {
+        replica_state(&gw, "app", apps[3].addr)
+            .await
+            .is_some_and(|r| r["ready"] == true)
+    })
+    .await;
+    let after = owners(&gw).await;
+    let newcomer = apps[3].addr.to_string();
+    let moved: Vec<_> = before.iter().zip(&after).filter(|(b, a)| b != a).collect();
+    assert!(
+        moved.iter().all(|(_, a)| **a == newcomer),
+        "keys moved only to the new replica"
+    );
+    assert!(
+        moved.len() <= 105 && moved.len() >= 30,
+        "{} of 300 keys moved",
+        moved.len()
+    );
+}

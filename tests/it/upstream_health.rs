@@ -195,3 +195,29 @@ async fn probe_path_missing_everywhere_is_reported_once() {
         .unwrap();
     assert!(line.contains("/readyz"), "the error names the path: {line}");
 }
+
+#[tokio::test]
+async fn readiness_waits_for_the_first_probe_round_but_not_forever() {
+    // Accepts connections and never answers: the first probe round hangs for 30 s.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let template = config(&[addr], "").replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\ntimeout = \"30s\"",
+    ) + "\n[startup]\nprobe_timeout = \"500ms\"\n";
+    let mut gw = Gateway::builder(&template).no_wait().start().await;
+    gw.wait_ready().await;
+    let log = gw.log();
+    assert!(
+        log.contains("first probe round not complete in startup.probe_timeout"),
+        "{log}"
+    );
+    let r = get(gw.addr("http"), "/", &[]).await.unwrap();
+    assert_eq!(r.status, 503, "the unprobed replica takes no request");
+}

@@ -14,7 +14,7 @@ use super::{Gateway, Upstream, full, get, is_probe};
 
 /// A test app with controllable health endpoints: `/health/live` and `/health/ready` answer
 /// the status in `live` / `ready`; `/hold` waits until `release` is notified; every other
-/// path answers `200` with the app's address after `delay_ms`. `hits` counts requests that are
+/// path answers `200` with the app's address after `delay_ms` (or `fail` when it is not 0). `hits` counts requests that are
 /// not probes, `held` those waiting on `/hold`.
 pub struct App {
     pub up: Upstream,
@@ -22,6 +22,7 @@ pub struct App {
     pub live: Arc<AtomicU16>,
     pub ready: Arc<AtomicU16>,
     pub delay_ms: Arc<AtomicU64>,
+    pub fail: Arc<AtomicU16>,
     pub hits: Arc<AtomicUsize>,
     pub held: Arc<AtomicUsize>,
     pub release: Arc<tokio::sync::Semaphore>,
@@ -36,24 +37,27 @@ impl App {
         let live = Arc::new(AtomicU16::new(200));
         let ready = Arc::new(AtomicU16::new(200));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let fail = Arc::new(AtomicU16::new(0));
         let hits = Arc::new(AtomicUsize::new(0));
         let held = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(tokio::sync::Semaphore::new(0));
         let me = Arc::new(Mutex::new(String::new()));
-        let (l, r, d, h, hd, rel, name) = (
+        let (l, r, d, f, h, hd, rel, name) = (
             Arc::clone(&live),
             Arc::clone(&ready),
             Arc::clone(&delay_ms),
+            Arc::clone(&fail),
             Arc::clone(&hits),
             Arc::clone(&held),
             Arc::clone(&release),
             Arc::clone(&me),
         );
         let up = Upstream::start_on(addr, move |req: Request<Incoming>| {
-            let (l, r, d, h, hd, rel, name) = (
+            let (l, r, d, f, h, hd, rel, name) = (
                 Arc::clone(&l),
                 Arc::clone(&r),
                 Arc::clone(&d),
+                Arc::clone(&f),
                 Arc::clone(&h),
                 Arc::clone(&hd),
                 Arc::clone(&rel),
@@ -82,6 +86,10 @@ impl App {
                 if delay > 0 {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
+                let failing = f.load(Ordering::SeqCst);
+                if failing != 0 {
+                    return status(failing);
+                }
                 let body = name.lock().unwrap().clone();
                 Response::new(full(body))
             }
@@ -94,6 +102,7 @@ impl App {
             live,
             ready,
             delay_ms,
+            fail,
             hits,
             held,
             release,
