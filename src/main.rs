@@ -245,7 +245,10 @@ fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         }
         b
     };
-    builder.enable_all().build().context("cannot start the async runtime")
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init_tracing(format: LogFormat, level: &str) {

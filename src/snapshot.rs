@@ -3,7 +3,6 @@
 //! it atomically without touching listeners or in-flight requests.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
@@ -13,7 +12,9 @@ use crate::config::{self, ClientIpHeader, Config, HeaderEdits, RouteTimeouts};
 use crate::ratelimit::{self, Limiter};
 use crate::router::Router;
 use crate::static_files::StaticSite;
-use crate::upstream::replica::{Registry, Upstream};
+use crate::upstream::dns::{self, Entry};
+use crate::upstream::group::Upstream;
+use crate::upstream::registry::Registry;
 
 /// One generation of compiled config.
 pub struct Snapshot {
@@ -83,6 +84,8 @@ pub struct Route {
     pub limits: Vec<Arc<Limiter>>,
     /// The route's bucket key for limits keyed by route: [`ratelimit::stable_hash`] of its name.
     pub limit_key: u64,
+    /// Methods retried after sending besides GET, HEAD, OPTIONS, PUT, DELETE.
+    pub idempotent_methods: Vec<http::Method>,
 }
 
 impl Route {
@@ -142,8 +145,31 @@ pub enum BuildError {
 }
 
 impl Snapshot {
-    /// Compiles `config`, reusing replicas from `registry` by identity and rate limiters from
-    /// `limiters` by definition.
+    /// Drains the replicas of `previous` that this snapshot no longer uses: no new requests,
+    /// no connection reuse, in-flight requests finish. Call after storing this snapshot.
+    pub fn retire_replaced(&self, previous: &Snapshot) {
+        for old in previous.upstreams.values() {
+            let kept = self.upstreams.get(&old.name);
+            for replica in &old.members().replicas {
+                let still_used = kept.is_some_and(|up| {
+                    up.members()
+                        .replicas
+                        .iter()
+                        .any(|r| Arc::ptr_eq(r, replica))
+                });
+                if !still_used {
+                    replica.drain();
+                }
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// Compiles `config`, reusing replicas (pools, counters, health) from `registry` by
+    /// identity and rate limiters from `limiters` by definition. Replica names are resolved
+    /// now and then every `dns_refresh`; a name that does not resolve yet leaves its upstream
+    /// without those replicas until it does.
     pub async fn build(
         config: Arc<Config>,
         registry: &Registry,
@@ -153,14 +179,28 @@ impl Snapshot {
         let connect = config.timeouts.route.upstream_connect;
         let mut upstreams = HashMap::new();
         for (name, up) in &config.upstreams {
+            let state = registry.upstream(up);
+            let mut entries = Vec::new();
             let mut replicas = Vec::new();
             for r in &up.replicas {
-                for addr in resolve(up, r).await? {
-                    replicas.push((registry.replica(up, addr, connect), r.weight));
+                let resolved = match dns::resolve(&r.host, r.port, up.nameserver).await {
+                    Ok(addrs) => addrs,
+                    Err(error) => {
+                        tracing::warn!(upstream = %name, host = %r.host, %error, "cannot resolve replica; retrying every dns_refresh");
+                        Vec::new()
+                    }
+                };
+                for addr in &resolved {
+                    replicas.push((registry.replica(&state, *addr, connect), r.weight));
                 }
+                entries.push(Entry {
+                    addr: r.clone(),
+                    resolved,
+                });
             }
-            let name: Arc<str> = name.as_str().into();
-            upstreams.insert(Arc::clone(&name), Arc::new(Upstream::new(name, replicas)));
+            let upstream = Arc::new(Upstream::new(state, replicas));
+            dns::spawn_refresh(&upstream, registry.clone(), entries, connect);
+            upstreams.insert(Arc::from(name.as_str()), upstream);
         }
 
         let mut router = Router::default();
@@ -231,6 +271,7 @@ impl Snapshot {
                     .map(|def| limiters.limiter(def, config.redis.as_ref()))
                     .collect(),
                 limit_key: ratelimit::stable_hash(r.name.as_bytes()),
+                idempotent_methods: r.idempotent_methods.clone(),
             };
             router.insert(r.host.as_ref(), &r.path, Arc::new(route));
         }
@@ -278,25 +319,6 @@ impl Snapshot {
     }
 }
 
-async fn resolve(
-    up: &config::Upstream,
-    r: &config::ReplicaAddr,
-) -> Result<Vec<SocketAddr>, BuildError> {
-    let host = r.host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse() {
-        return Ok(vec![SocketAddr::new(ip, r.port)]);
-    }
-    let err = |source| BuildError::Resolve {
-        upstream: up.name.clone(),
-        host: r.host.clone(),
-        port: r.port,
-        source,
-    };
-    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, r.port))
-        .await
-        .map_err(err)?
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    Ok(addrs)
-}
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;

@@ -24,6 +24,7 @@ mod validate;
 mod validate_limits;
 mod validate_routes;
 mod validate_static;
+mod validate_upstream;
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@ pub struct Config {
     pub hsts: Option<Hsts>,
     pub log: Log,
     pub shutdown: Shutdown,
+    pub startup: Startup,
     /// Upstreams by name (sorted, so iteration order is stable).
     pub upstreams: BTreeMap<String, Upstream>,
     /// Named rate limits by name (sorted).
@@ -225,6 +226,14 @@ pub struct Shutdown {
     pub stream_timeout: Duration,
 }
 
+/// `[startup]`
+#[derive(Debug, Clone)]
+pub struct Startup {
+    /// Longest wait for every upstream's first probe round before reporting ready; default
+    /// 10 s.
+    pub probe_timeout: Duration,
+}
+
 /// `[upstreams.<name>]`
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -239,6 +248,102 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// Largest upstream response head, bytes; default 64 KiB; larger -> 502.
     pub max_response_header: usize,
+    /// How a replica is chosen; default `p2c_ewma`.
+    pub policy: Policy,
+    /// Ramp a newly ready replica's share of traffic over this long; default none.
+    pub slow_start: Option<Duration>,
+    /// Seed for the balancer's randomness (tests); default random.
+    pub seed: Option<u64>,
+    /// Active probes.
+    pub health: Health,
+    /// Passive health (ejection on failures).
+    pub outlier: Outlier,
+    /// Request bodies up to this size with a known length are buffered so they can be
+    /// retried; default 64 KiB; 0 disables buffering.
+    pub retry_buffer: u64,
+    /// Retries allowed as a share of requests, percent; default 20.
+    pub retry_budget_percent: u32,
+    /// Retries always allowed per second whatever the share; default 3.
+    pub retry_budget_min: u32,
+    /// When no replica is ready, use the live ones (or all) instead of answering 503.
+    pub fail_open: bool,
+    /// How often DNS names among the replicas are resolved again; default 5 s.
+    pub dns_refresh: Duration,
+    /// The DNS server asked for replica names; default the system resolver.
+    pub nameserver: Option<SocketAddr>,
+}
+
+/// How an upstream picks a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Power of two random choices over peak-EWMA latency × in-flight requests.
+    P2cEwma,
+    /// Smooth weighted round-robin.
+    RoundRobin,
+    /// Fewest in-flight requests per unit of weight.
+    LeastConn,
+    /// Consistent (rendezvous) hashing on a request key.
+    Hash(HashOn),
+}
+
+/// What `policy = "hash"` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// A request header (`header:X-User`); absent -> falls back to the client address.
+    Header(HeaderName),
+    /// A cookie (`cookie:session`); absent -> falls back to the client address.
+    Cookie(String),
+    /// The resolved client address (`client_ip`).
+    ClientIp,
+}
+
+/// Whether active probes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthMode {
+    /// Probe liveness and readiness.
+    Active,
+    /// No probes: replicas start ready; only passive health applies.
+    Off,
+}
+
+/// `[upstreams.<name>.health]`
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Default active.
+    pub mode: HealthMode,
+    /// Default `/health/live`.
+    pub live_path: String,
+    /// Default `/health/ready`.
+    pub ready_path: String,
+    /// Default 5 s (each replica gets its own phase).
+    pub interval: Duration,
+    /// Default 1 s.
+    pub timeout: Duration,
+    /// Statuses that pass, inclusive; default 200-399.
+    pub expected_status: (u16, u16),
+    /// Passing probes in a row to come back; default 2.
+    pub rise: u32,
+    /// Failing probes in a row to go out; default 2.
+    pub fall: u32,
+    /// `Host` sent with probes; default the replica's address.
+    pub host: Option<HeaderValue>,
+    /// New replicas take traffic before their first probe passed; default false.
+    pub start_ready: bool,
+}
+
+/// `[upstreams.<name>.outlier]`
+#[derive(Debug, Clone)]
+pub struct Outlier {
+    /// Failures in a row that eject a replica; default 5.
+    pub consecutive_failures: u32,
+    /// First ejection; doubles on each repeat; default 10 s.
+    pub base_ejection: Duration,
+    /// Cap on an ejection; default 5 min (never below `base_ejection`).
+    pub max_ejection: Duration,
+    /// Most of the pool ejected at once, percent; default 50 (one replica always may be).
+    pub max_ejected_percent: u32,
+    /// Count 500 and other 5xx besides 502/503/504; default false.
+    pub count_5xx: bool,
 }
 
 /// One replica: `host:port` and a weight (default 1).
@@ -280,6 +385,9 @@ pub struct Route {
     /// Names of the `[rate_limits.<name>]` checked for this route, in order (validated to
     /// exist, no duplicates).
     pub rate_limits: Vec<String>,
+    /// Methods besides GET, HEAD, OPTIONS, PUT and DELETE that may be retried after the
+    /// request was sent.
+    pub idempotent_methods: Vec<http::Method>,
 }
 
 /// How a route matches the host, lower-cased, without port or trailing dot.

@@ -34,6 +34,7 @@ const SECTIONS: &[&str] = &[
     "hsts",
     "log",
     "shutdown",
+    "startup",
     "upstreams",
     "rate_limits",
     "redis",
@@ -56,6 +57,7 @@ pub(crate) struct RawConfig {
     pub(crate) hsts: Option<RawHsts>,
     pub(crate) log: Option<RawLog>,
     pub(crate) shutdown: Option<RawShutdown>,
+    pub(crate) startup: Option<RawStartup>,
     pub(crate) upstreams: Vec<Named<RawUpstream>>,
     pub(crate) rate_limits: Vec<Named<RawRateLimit>>,
     pub(crate) redis: Option<RawRedis>,
@@ -201,6 +203,52 @@ pub(crate) struct RawUpstream {
     pub(crate) queue_timeout: Field<DurationText>,
     pub(crate) idle_timeout: Field<DurationText>,
     pub(crate) max_response_header: Field<SizeValue>,
+    pub(crate) policy: Field<String>,
+    pub(crate) hash_on: Field<String>,
+    pub(crate) slow_start: Field<DurationText>,
+    pub(crate) seed: Field<i64>,
+    pub(crate) retry_buffer: Field<SizeValue>,
+    pub(crate) retry_budget_percent: Field<i64>,
+    pub(crate) retry_budget_min: Field<i64>,
+    pub(crate) fail_open: Field<bool>,
+    pub(crate) dns_refresh: Field<DurationText>,
+    pub(crate) nameserver: Field<String>,
+    pub(crate) health: Option<RawHealth>,
+    pub(crate) outlier: Option<RawOutlier>,
+}
+
+/// `[upstreams.<name>.health]`: active probes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawHealth {
+    pub(crate) mode: Field<String>,
+    pub(crate) live_path: Field<String>,
+    pub(crate) ready_path: Field<String>,
+    pub(crate) interval: Field<DurationText>,
+    pub(crate) timeout: Field<DurationText>,
+    pub(crate) expected_status: Field<String>,
+    pub(crate) rise: Field<i64>,
+    pub(crate) fall: Field<i64>,
+    pub(crate) host: Field<String>,
+    pub(crate) start_ready: Field<bool>,
+}
+
+/// `[upstreams.<name>.outlier]`: passive health.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawOutlier {
+    pub(crate) consecutive_failures: Field<i64>,
+    pub(crate) base_ejection: Field<DurationText>,
+    pub(crate) max_ejection: Field<DurationText>,
+    pub(crate) max_ejected_percent: Field<i64>,
+    pub(crate) count_5xx: Field<bool>,
+}
+
+/// `[startup]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawStartup {
+    pub(crate) probe_timeout: Field<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -284,6 +332,7 @@ pub(crate) struct RawRoute {
     pub(crate) access_log: Field<bool>,
     pub(crate) compress: Field<bool>,
     pub(crate) rate_limits: List,
+    pub(crate) idempotent_methods: List,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -398,6 +447,7 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "hsts" => raw.hsts = section(name, value, diag),
             "log" => raw.log = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),
+            "startup" => raw.startup = section(name, value, diag),
             "upstreams" => raw.upstreams = named(name, value, diag),
             "rate_limits" => raw.rate_limits = named(name, value, diag),
             "redis" => raw.redis = section(name, value, diag),

@@ -67,6 +67,7 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
         hsts: raw.hsts.map(|h| hsts(&h, ctx)),
         log: log(&raw.log.unwrap_or_default(), ctx),
         shutdown: shutdown(&raw.shutdown.unwrap_or_default(), ctx),
+        startup: super::validate_upstream::startup(&raw.startup.unwrap_or_default(), ctx),
         server,
         timeouts,
         upstreams,

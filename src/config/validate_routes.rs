@@ -113,9 +113,21 @@ fn upstream(named: &Named<RawUpstream>, ctx: &mut Ctx<'_, '_>) -> Upstream {
             }
         }
     }
+    let b = super::validate_upstream::balancing(name, raw, ctx);
     Upstream {
         name: name.clone(),
         replicas,
+        policy: b.policy,
+        slow_start: b.slow_start,
+        seed: b.seed,
+        health: b.health,
+        outlier: b.outlier,
+        retry_buffer: b.retry_buffer,
+        retry_budget_percent: b.retry_budget_percent,
+        retry_budget_min: b.retry_budget_min,
+        fail_open: b.fail_open,
+        dns_refresh: b.dns_refresh,
+        nameserver: b.nameserver,
         max_connections: ctx.int(
             &k("max_connections"),
             &raw.max_connections,
@@ -313,6 +325,11 @@ fn route(
     let deny = ctx.nets(&k("deny"), &raw.deny);
     let timeouts = route_timeouts(&k("timeouts"), raw.timeouts.as_ref(), defaults, ctx);
     let max_body = ctx.size(&k("max_body"), &raw.max_body, server.max_body, 0..=u64::MAX);
+    let idempotent_methods = super::validate_upstream::idempotent_methods(
+        &k("idempotent_methods"),
+        &raw.idempotent_methods,
+        ctx,
+    );
     let upstream_host = raw
         .upstream_host
         .as_ref()
@@ -351,6 +368,7 @@ fn route(
         access_log: ctx.bool(&raw.access_log, true),
         compress: ctx.bool(&raw.compress, false),
         rate_limits,
+        idempotent_methods,
     })
 }
 

@@ -15,7 +15,7 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn refused_upstream_is_502_and_silent_one_is_504() {
-    let gw = Gateway::start(&simple_config(dead_addr(), "")).await;
+    let gw = Gateway::start(&without_probes(simple_config(dead_addr(), ""))).await;
     let r = get(gw.addr("http"), "/", &[]).await.unwrap();
     assert_eq!(r.status, 502);
     assert!(
@@ -33,10 +33,10 @@ async fn refused_upstream_is_502_and_silent_one_is_504() {
             held.push(s);
         }
     });
-    let gw = Gateway::start(&simple_config(
+    let gw = Gateway::start(&without_probes(simple_config(
         addr,
         "timeouts = { upstream_header = \"300ms\" }",
-    ))
+    )))
     .await;
     let r = get(gw.addr("http"), "/", &[]).await.unwrap();
     assert_eq!(r.status, 504);
@@ -62,7 +62,7 @@ async fn sse_events_reach_the_client_as_the_app_writes_them() {
         }
     })
     .await;
-    let gw = Gateway::start(&simple_config(up.addr, "")).await;
+    let gw = Gateway::start(&without_probes(simple_config(up.addr, ""))).await;
     let stream = tokio::net::TcpStream::connect(gw.addr("http"))
         .await
         .unwrap();
@@ -115,7 +115,7 @@ async fn websocket_is_tunnelled_both_ways() {
             });
         }
     });
-    let gw = Gateway::start(&simple_config(addr, "")).await;
+    let gw = Gateway::start(&without_probes(simple_config(addr, ""))).await;
     let tcp = tokio::net::TcpStream::connect(gw.addr("http"))
         .await
         .unwrap();
@@ -161,7 +161,7 @@ async fn reused_connection_closed_by_the_app_is_retried_transparently() {
             });
         }
     });
-    let gw = Gateway::start(&simple_config(addr, "")).await;
+    let gw = Gateway::start(&without_probes(simple_config(addr, ""))).await;
     for _ in 0..20 {
         let r = get(gw.addr("http"), "/", &[]).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text());

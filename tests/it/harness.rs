@@ -126,6 +126,9 @@ impl Pki {
 
 use rustls::pki_types::pem::PemObject;
 
+mod apps;
+pub use apps::{App, DnsServer, admin_upstreams, replica_state};
+
 /// A running gateway process.
 pub struct Gateway {
     pub child: Child,
@@ -315,6 +318,13 @@ pub fn empty() -> TestBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// Whether a request is one of the gateway's health probes.
+pub fn is_probe(headers: &HeaderMap) -> bool {
+    headers
+        .get("user-agent")
+        .is_some_and(|v| v.as_bytes() == b"edgeward-health-check")
+}
+
 /// A real HTTP/1.1 upstream on loopback, recording what it receives.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -355,7 +365,10 @@ impl Upstream {
                     headers: parts.headers,
                     body,
                 };
-                record.lock().unwrap().push(s.clone());
+                // Health probes are the gateway's own traffic, not the requests under test.
+                if !is_probe(&s.headers) {
+                    record.lock().unwrap().push(s.clone());
+                }
                 handler(s).await
             }
         })
@@ -580,6 +593,12 @@ pub fn dead_addr() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     drop(l);
     addr
+}
+
+/// `config` with active probes off for upstream `app`: for tests whose upstream is not an
+/// app with health endpoints (raw sockets, WebSocket-only servers, counted connections).
+pub fn without_probes(config: String) -> String {
+    config + "\n[upstreams.app.health]\nmode = \"off\"\n"
 }
 
 /// Minimal single-route config over one upstream; `route_extra` goes into the route table.

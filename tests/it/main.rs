@@ -27,3 +27,8 @@ mod ratelimit_redis;
 mod static_caching;
 mod static_compression;
 mod static_serving;
+mod upstream_balance;
+mod upstream_dns;
+mod upstream_health;
+mod upstream_outlier;
+mod upstream_retry;

@@ -102,11 +102,10 @@ fn every_listed_key_is_accepted_and_takes_effect() {
         let segments: Vec<&str> = path.split('.').collect();
         let var = super::super::keys::env_var_for(&segments);
         let mut changed = false;
-        // The only integer key whose range excludes the generic samples.
-        let samples = if key.path.ends_with("ipv6_prefix") {
-            vec!["48", "56"]
-        } else {
+        let samples = if key.examples.is_empty() {
             samples(key.kind)
+        } else {
+            key.examples.to_vec()
         };
         for sample in samples {
             let env = fake_env(&[(&var, sample)]);
@@ -131,8 +130,15 @@ fn section_fields(header: &str) -> Vec<String> {
         .find(|e| e.key.ends_with("zz_unknown"))
         .expect("unknown field error")
         .message;
-    let expected = message.split("expected").nth(1).expect("expected list");
-    let not_scalar = ["trusted_proxies", "hosts", "certificates", "replicas"];
+    let expected = message.split_once("expected").expect("expected list").1;
+    let not_scalar = [
+        "trusted_proxies",
+        "hosts",
+        "certificates",
+        "replicas",
+        "health",
+        "outlier",
+    ];
     expected
         .split('`')
         .skip(1)
@@ -159,6 +165,9 @@ fn every_scalar_field_of_the_raw_types_is_listed() {
         ("upstreams.app", "upstreams.<name>"),
         ("rate_limits.app", "rate_limits.<name>"),
         ("redis", "redis"),
+        ("upstreams.app.health", "upstreams.<name>.health"),
+        ("upstreams.app.outlier", "upstreams.<name>.outlier"),
+        ("startup", "startup"),
     ] {
         let fields = section_fields(header);
         assert!(!fields.is_empty(), "{header}");
