@@ -78,14 +78,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(cfg) = load(&config) else {
+                return ExitCode::FAILURE;
             };
-            init_tracing(cfg.log.format, &cfg.log.level);
             match runtime(cfg.server.workers).and_then(|rt| {
                 rt.block_on(edgeward::app::run(cfg))
                     .context("edgeward stopped")
@@ -99,14 +94,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { config } => {
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(cfg) = load(&config) else {
+                return ExitCode::FAILURE;
             };
-            init_tracing(cfg.log.format, &cfg.log.level);
             match runtime(cfg.server.workers).and_then(|rt| rt.block_on(demo(cfg))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
@@ -131,6 +121,21 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Loads the config for `run` and `demo`, printing every problem (the same verdict as
+/// `check`), and starts logging as it says.
+fn load(path: &std::path::Path) -> Option<config::Config> {
+    match config::load(path) {
+        Ok(cfg) => {
+            init_tracing(cfg.log.format, &cfg.log.level);
+            Some(cfg)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
         }
     }
 }

@@ -666,3 +666,14 @@ pub async fn get_from(
         .await?;
     collect(resp).await
 }
+
+/// A TLS listener (`{https}`) with a certificate for `name` from `pki` (written to `dir`), one
+/// upstream and a catch-all route to it; `extra` is appended (more sections).
+pub fn tls_config(pki: &Pki, dir: &Path, name: &str, up: SocketAddr, extra: &str) -> String {
+    let (cert, key) = pki.leaf(dir, "leaf", &[name]);
+    format!(
+        "[listeners.secure]\nlisten = \"127.0.0.1:{{https}}\"\ntls = true\n\n[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\n[upstreams.app]\nreplicas = [\"{up}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n\n{extra}\n",
+        cert.display(),
+        key.display(),
+    )
+}
