@@ -72,27 +72,45 @@ pub enum BodyError {
     Aborted,
 }
 
-/// An idle timer that is re-armed on every frame. Boxed because `Sleep` is `!Unpin` and the
-/// pool needs `Unpin` bodies; only bodies that actually stream allocate one.
+/// An idle timer for a streaming body, cheap for the common case: the timer is created only
+/// when the body first has to wait (a small body that is ready at once never arms one), and a
+/// frame only sets a flag instead of re-arming it. When the timer fires after traffic it is
+/// re-armed; when it fires after none, the body has been idle for at least `after` (and at
+/// most twice that). Boxed because `Sleep` is `!Unpin` and the pool needs `Unpin` bodies.
 struct IdleTimer {
     after: Duration,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    active: bool,
 }
 
 impl IdleTimer {
     fn new(after: Option<Duration>) -> Option<Self> {
         after.map(|after| Self {
             after,
-            sleep: Box::pin(tokio::time::sleep(after)),
+            sleep: None,
+            active: false,
         })
     }
 
+    /// Called when the body is pending: registers the timer and says whether it ran out.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.sleep.as_mut().poll(cx).is_ready()
+        let after = self.after;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        while sleep.as_mut().poll(cx).is_ready() {
+            if !self.active {
+                return true;
+            }
+            self.active = false;
+            sleep.as_mut().reset(Instant::now() + after);
+        }
+        false
     }
 
+    /// A frame went through.
     fn reset(&mut self) {
-        self.sleep.as_mut().reset(Instant::now() + self.after);
+        self.active = true;
     }
 }
 

@@ -259,3 +259,52 @@ upstream = "app"
     );
     assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
 }
+
+#[tokio::test]
+async fn a_stalled_upstream_body_is_cut_after_upstream_body_idle() {
+    let up = Upstream::start_raw(|_req| async {
+        let (tx, body) = ChannelBody::channel(1);
+        tokio::spawn(async move {
+            tx.send(Bytes::from_static(b"first")).await.unwrap();
+            // Then nothing, without ending the body.
+            std::future::pending::<()>().await;
+            drop(tx);
+        });
+        Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .unwrap()
+    })
+    .await;
+    let gw = Gateway::start(&without_probes(simple_config(
+        up.addr,
+        "timeouts = { upstream_body_idle = \"300ms\" }",
+    )))
+    .await;
+    let stream = tokio::net::TcpStream::connect(gw.addr("http"))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/download")
+        .header("host", "a.test")
+        .body(empty())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+    // The gateway gives up on the idle upstream: the client sees the body end in an error
+    // (no terminating chunk), not a clean end and not a hang.
+    let end = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .expect("cut in time");
+    assert!(matches!(end, Some(Err(_))), "{end:?}");
+}
