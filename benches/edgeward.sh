@@ -3,8 +3,8 @@
 # the access log off as for every candidate.
 # Build first: cargo build --release. EDGEWARD_BIN overrides the binary.
 
-CAND_FEATURES="http tls h2"
-CAND_DESC="edgeward, shipped defaults, 1 runtime worker"
+CAND_FEATURES="http tls h2 static"
+CAND_DESC="edgeward, shipped defaults, server.workers = 1"
 
 _edgeward_bin() {
   echo "${EDGEWARD_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/edgeward}"
@@ -29,6 +29,9 @@ tls = true
 cert = "$BENCH_CERT"
 key = "$BENCH_KEY"
 
+[server]
+workers = $BENCH_THREADS
+
 [admin]
 listen = "127.0.0.1:0"
 
@@ -43,6 +46,10 @@ max_connections = 512
 [[routes]]
 path = "/api"
 upstream = "api"
+
+[[routes]]
+path = "/assets"
+static = { root = "$BENCH_STATIC_DIR/assets" }
 EOF2
-  TOKIO_WORKER_THREADS="$BENCH_THREADS" exec "$(_edgeward_bin)" run --config "$W/edgeward.toml"
+  exec "$(_edgeward_bin)" run --config "$W/edgeward.toml"
 }

@@ -1,12 +1,14 @@
 //! Admin and probe listeners: own accept loops and small connection budgets, never routed,
 //! limited or redirected. Both serve `/health/live` and `/health/ready`; the admin listener
 //! also guards against DNS rebinding (`Host` check), requires the token when set, and rejects
-//! cross-site `Origin` on state-changing requests.
+//! cross-site `Origin` on state-changing requests, and serves `GET /admin/upstreams`: every
+//! upstream and replica with its health, load and last probe results, as JSON.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
@@ -19,14 +21,18 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::ResponseBody;
+use crate::service::Shared;
+use crate::snapshot::Snapshot;
 
 /// The gateway's own readiness: a latch released when config is loaded, certificates are
-/// available and every listener is bound, and closed again from the first shutdown signal.
+/// available, every listener is bound and every upstream's first probe round has run (or
+/// `startup.probe_timeout` passed), and closed again from the first shutdown signal.
 #[derive(Default)]
 pub struct Readiness {
     config: AtomicBool,
     certificates: AtomicBool,
     listeners: AtomicBool,
+    probes: AtomicBool,
     draining: AtomicBool,
 }
 
@@ -43,6 +49,10 @@ impl Readiness {
     pub fn listeners_bound(&self) {
         self.listeners.store(true, Ordering::Release);
     }
+    /// Every upstream's first probe round completed, or the wait for it timed out.
+    pub fn probes_done(&self) {
+        self.probes.store(true, Ordering::Release);
+    }
     /// Shutdown began: report not ready from now on.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Release);
@@ -52,6 +62,7 @@ impl Readiness {
         self.config.load(Ordering::Acquire)
             && self.certificates.load(Ordering::Acquire)
             && self.listeners.load(Ordering::Acquire)
+            && self.probes.load(Ordering::Acquire)
             && !self.draining.load(Ordering::Acquire)
     }
 }
@@ -74,6 +85,8 @@ pub enum Surface {
 pub struct AdminState {
     /// The readiness latch.
     pub readiness: Arc<Readiness>,
+    /// The data plane's state, once it exists (the admin listener starts first).
+    pub shared: OnceLock<Arc<Shared>>,
 }
 
 /// Serves `surface` on `listener` with at most `max_connections` at once, until `stop`.
@@ -134,6 +147,7 @@ fn handle(
     state: &AdminState,
     req: &Request<Incoming>,
 ) -> Response<ResponseBody> {
+    let is_admin = matches!(surface, Surface::Admin { .. });
     if let Surface::Admin { hosts, token } = surface {
         if !host_allowed(req, hosts) {
             return text(StatusCode::MISDIRECTED_REQUEST, "unknown host\n");
@@ -161,11 +175,69 @@ fn handle(
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
+        (&Method::GET | &Method::HEAD, "/admin/upstreams") if is_admin => {
+            let body = state
+                .shared
+                .get()
+                .map(|shared| upstreams_json(&shared.snapshot.load()))
+                .unwrap_or_else(|| "{\"upstreams\":[]}".to_owned());
+            let mut resp = text(StatusCode::OK, "");
+            *resp.body_mut() = ResponseBody::Full(Some(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
         (_, "/health/live" | "/health/ready") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// Every upstream and replica of `snapshot` with its health, load and last probe results.
+fn upstreams_json(snapshot: &Snapshot) -> String {
+    let mut names: Vec<_> = snapshot.upstreams.keys().collect();
+    names.sort();
+    let upstreams: Vec<serde_json::Value> = names
+        .into_iter()
+        .filter_map(|name| snapshot.upstreams.get(name))
+        .map(|up| {
+            let now = up.state.now_us();
+            let replicas: Vec<serde_json::Value> = up
+                .members()
+                .replicas
+                .iter()
+                .map(|r| {
+                    let report = r.report();
+                    let at_ms = report.at.and_then(|t| {
+                        t.duration_since(SystemTime::UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_millis() as u64)
+                    });
+                    serde_json::json!({
+                        "addr": &*r.label,
+                        "live": r.is_live(),
+                        "ready": r.is_ready(),
+                        "ejected": r.is_ejected(now),
+                        "draining": r.is_draining(),
+                        "in_flight": r.in_flight(),
+                        "ewma_ms": (r.latency_us(now) / 10.0).round() / 100.0,
+                        "last_probe": {
+                            "live": report.live.map(|o| o.to_string()),
+                            "ready": report.ready.map(|o| o.to_string()),
+                            "at_unix_ms": at_ms,
+                        },
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": &*up.name,
+                "config_errors": up.state.config_errors(),
+                "replicas": replicas,
+            })
+        })
+        .collect();
+    serde_json::json!({ "upstreams": upstreams }).to_string()
 }
 
 /// Loopback literals, `localhost`, or a configured name; anything else may be a rebinding

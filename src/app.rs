@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState, Readiness, Surface};
 use crate::config::Config;
 use crate::listener::{self, Budget, DataPlane, Listening};
+use crate::ratelimit;
 use crate::service::Shared;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::tls::{self, CertStore, HandshakeFailures, TlsError};
@@ -55,6 +56,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let admin_stop = CancellationToken::new();
     let admin_state = Arc::new(AdminState {
         readiness: Arc::clone(&readiness),
+        shared: std::sync::OnceLock::new(),
     });
 
     // The admin and probe listeners come up first, so their readiness reports 503 until the
@@ -83,8 +85,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let config = Arc::new(config);
     let registry = Registry::default();
-    let snapshot = Snapshot::build(Arc::clone(&config), &registry, 1).await?;
+    let limiters = ratelimit::Registry::default();
+    let snapshot = Snapshot::build(Arc::clone(&config), &registry, &limiters, 1).await?;
     readiness.config_loaded();
+    wait_for_probes(&snapshot, config.startup.probe_timeout, &readiness);
 
     let certs = CertStore::new();
     let tls_config = if config.listeners.iter().any(|l| l.tls) {
@@ -100,12 +104,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snapshot),
         registry,
+        limiters,
         certs,
         acme,
         tunnels: TaskTracker::new(),
         streams: TaskTracker::new(),
         stop_streams: CancellationToken::new(),
     });
+    let _ = admin_state.shared.set(Arc::clone(&shared));
     let plane = Arc::new(DataPlane {
         shared: Arc::clone(&shared),
         budget: Budget::new(
@@ -191,6 +197,32 @@ async fn bind_listeners(config: &Config) -> Result<Vec<tokio::net::TcpListener>,
         sockets.push(socket);
     }
     Ok(sockets)
+}
+
+/// Releases the readiness latch's probe condition once every replica of the first snapshot
+/// has finished its first probe round, or after `limit`, so a dead upstream cannot keep the
+/// gateway unready forever.
+fn wait_for_probes(snapshot: &Snapshot, limit: Duration, readiness: &Arc<Readiness>) {
+    let replicas: Vec<_> = snapshot
+        .upstreams
+        .values()
+        .flat_map(|up| up.members().replicas.clone())
+        .collect();
+    let readiness = Arc::clone(readiness);
+    tokio::spawn(async move {
+        let all = async {
+            for replica in &replicas {
+                replica.first_round().await;
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!(
+                limit_ms = limit.as_millis() as u64,
+                "first probe round not complete in startup.probe_timeout; reporting ready anyway"
+            );
+        }
+        readiness.probes_done();
+    });
 }
 
 /// File certificates, or the self-signed fallback when none are configured.

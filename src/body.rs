@@ -18,6 +18,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use crate::compress::CompressedBody;
+use crate::static_files::stream::FileBody;
 use crate::upstream::pool::PooledBody;
 use crate::upstream::replica::InFlight;
 
@@ -70,27 +72,45 @@ pub enum BodyError {
     Aborted,
 }
 
-/// An idle timer that is re-armed on every frame. Boxed because `Sleep` is `!Unpin` and the
-/// pool needs `Unpin` bodies; only bodies that actually stream allocate one.
+/// An idle timer for a streaming body, cheap for the common case: the timer is created only
+/// when the body first has to wait (a small body that is ready at once never arms one), and a
+/// frame only sets a flag instead of re-arming it. When the timer fires after traffic it is
+/// re-armed; when it fires after none, the body has been idle for at least `after` (and at
+/// most twice that). Boxed because `Sleep` is `!Unpin` and the pool needs `Unpin` bodies.
 struct IdleTimer {
     after: Duration,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    active: bool,
 }
 
 impl IdleTimer {
     fn new(after: Option<Duration>) -> Option<Self> {
         after.map(|after| Self {
             after,
-            sleep: Box::pin(tokio::time::sleep(after)),
+            sleep: None,
+            active: false,
         })
     }
 
+    /// Called when the body is pending: registers the timer and says whether it ran out.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.sleep.as_mut().poll(cx).is_ready()
+        let after = self.after;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        while sleep.as_mut().poll(cx).is_ready() {
+            if !self.active {
+                return true;
+            }
+            self.active = false;
+            sleep.as_mut().reset(Instant::now() + after);
+        }
+        false
     }
 
+    /// A frame went through.
     fn reset(&mut self) {
-        self.sleep.as_mut().reset(Instant::now() + self.after);
+        self.active = true;
     }
 }
 
@@ -257,6 +277,10 @@ pub enum ResponseBody {
     Full(Option<Bytes>),
     /// Streamed from the upstream.
     Upstream(UpstreamBody),
+    /// A static file streamed from disk.
+    File(FileBody),
+    /// A proxied body compressed on the way (`compress = true` routes).
+    Compressed(CompressedBody),
 }
 
 impl ResponseBody {
@@ -277,6 +301,8 @@ impl Body for ResponseBody {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
             Self::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Self::File(body) => Pin::new(body).poll_frame(cx),
+            Self::Compressed(body) => Pin::new(body).poll_frame(cx),
             Self::Upstream(body) => {
                 let polled = Pin::new(&mut body.inner).poll_frame(cx);
                 match polled {
@@ -311,6 +337,8 @@ impl Body for ResponseBody {
             Self::Empty => true,
             Self::Full(data) => data.is_none(),
             Self::Upstream(body) => body.inner.is_end_stream(),
+            Self::File(body) => body.is_end_stream(),
+            Self::Compressed(body) => body.is_end_stream(),
         }
     }
 
@@ -319,6 +347,8 @@ impl Body for ResponseBody {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Self::Upstream(body) => body.inner.size_hint(),
+            Self::File(body) => body.size_hint(),
+            Self::Compressed(body) => body.size_hint(),
         }
     }
 }

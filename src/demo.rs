@@ -3,7 +3,9 @@
 //!
 //! It serves a JSON echo of what the app received (the forwarding headers are the point), a
 //! server-sent-events ticker, a WebSocket echo, and the `/health/live` / `/health/ready`
-//! probes an app behind edgeward is expected to have.
+//! probes an app behind edgeward is expected to have. The shipped config mounts it under
+//! `/api` with the prefix stripped, beside a static front end at `/`; its own page builds its
+//! links from `X-Forwarded-Prefix`, as an app behind a stripped prefix must.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -50,7 +52,7 @@ async fn route(req: Request<Incoming>) -> Response<DemoBody> {
         "/health/live" | "/health/ready" => text(StatusCode::OK, "ok\n"),
         "/events" => events(),
         "/ws" => websocket(req),
-        "/" => page(),
+        "/" => page(req.headers().get("x-forwarded-prefix")),
         _ => echo(req).await,
     }
 }
@@ -154,9 +156,19 @@ fn websocket(mut req: Request<Incoming>) -> Response<DemoBody> {
     resp
 }
 
-/// A landing page that links the rest.
-fn page() -> Response<DemoBody> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())).boxed());
+/// A landing page that links the rest, below the prefix the gateway stripped (if any).
+fn page(prefix: Option<&HeaderValue>) -> Response<DemoBody> {
+    // Only a plain path prefix is used; anything else links from the root.
+    let prefix = prefix
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| {
+            p.starts_with('/')
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+        })
+        .map_or("", |p| p.trim_end_matches('/'));
+    let html = PAGE.replace("{prefix}", prefix);
+    let mut resp = Response::new(Full::new(Bytes::from(html)).boxed());
     resp.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -165,14 +177,17 @@ fn page() -> Response<DemoBody> {
 }
 
 const PAGE: &str = r#"<!doctype html>
-<html lang="en"><meta charset="utf-8"><title>edgeward demo</title>
+<html lang="en"><meta charset="utf-8"><title>edgeward demo app</title>
 <h1>edgeward demo app</h1>
-<p>This page comes from the demo app behind the gateway.</p>
+<p>This page comes from the demo app behind the gateway, mounted at
+<code>{prefix}/</code>.</p>
 <ul>
-<li><a href="/echo">/echo</a>: what the app received, with the X-Forwarded-* headers edgeward set
-(try sending your own <code>X-Forwarded-For</code>: it is replaced)</li>
-<li><a href="/events">/events</a>: a server-sent-events ticker, streamed without buffering</li>
-<li><code>/ws</code>: a WebSocket echo (<code>websocat ws://localhost:8080/ws</code>)</li>
-<li><a href="/health/ready">/health/ready</a>: the readiness probe edgeward polls</li>
+<li><a href="{prefix}/echo">{prefix}/echo</a>: what the app received, with the X-Forwarded-* headers
+edgeward set (try sending your own <code>X-Forwarded-For</code>: it is replaced)</li>
+<li><a href="{prefix}/events">{prefix}/events</a>: a server-sent-events ticker, streamed without
+buffering</li>
+<li><code>{prefix}/ws</code>: a WebSocket echo (<code>websocat ws://localhost:8080{prefix}/ws</code>)</li>
+<li><a href="{prefix}/health/ready">{prefix}/health/ready</a>: the app's readiness probe</li>
+<li><a href="/">the static front end</a>, served by edgeward itself</li>
 </ul>
 "#;

@@ -47,6 +47,12 @@ pub enum RequestError {
     /// A method the route cannot serve (static files, redirects are fine with any).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A static route could not serve the path.
+    #[error("static file: {0}")]
+    File(FileError),
+    /// Over one of the route's rate limits; the denial carries the 429's headers.
+    #[error("rate limit {} exceeded", .0.limit)]
+    RateLimited(Box<crate::ratelimit::Denial>),
     /// No replica can take the request.
     #[error("no replica available for upstream {0}")]
     NoReplica(std::sync::Arc<str>),
@@ -60,6 +66,20 @@ pub enum RequestError {
         /// What failed.
         kind: UpstreamFailure,
     },
+}
+
+/// Why a static route did not serve a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// Nothing servable at the path, a hidden name, or a symlink leading out of the root.
+    #[error("not found")]
+    NotFound,
+    /// An escape in the path decodes to `/`, `\`, NUL or a control byte.
+    #[error("bad path")]
+    BadPath,
+    /// Reading the file failed (permissions, I/O).
+    #[error("read failed")]
+    Io,
 }
 
 /// How an upstream exchange failed.
@@ -86,6 +106,10 @@ impl RequestError {
             Self::BodyAborted => StatusCode::BAD_REQUEST,
             Self::ExpectationFailed => StatusCode::EXPECTATION_FAILED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::File(FileError::NotFound) => StatusCode::NOT_FOUND,
+            Self::File(FileError::BadPath) => StatusCode::BAD_REQUEST,
+            Self::File(FileError::Io) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NoReplica(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { kind, .. } => match kind {
                 UpstreamFailure::HeaderTimeout
@@ -114,8 +138,11 @@ impl RequestError {
             | Self::BodyTimeout
             | Self::BodyAborted
             | Self::ExpectationFailed
-            | Self::MethodNotAllowed => Side::Client,
+            | Self::MethodNotAllowed
+            | Self::File(FileError::NotFound | FileError::BadPath) => Side::Client,
+            Self::RateLimited(_) => Side::Client,
             Self::NoReplica(_) | Self::Upstream { .. } => Side::Upstream,
+            Self::File(FileError::Io) => Side::Internal,
         }
     }
 
@@ -130,8 +157,10 @@ impl RequestError {
             StatusCode::URI_TOO_LONG => "request target too long\n",
             StatusCode::EXPECTATION_FAILED => "expectation failed\n",
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed\n",
+            StatusCode::TOO_MANY_REQUESTS => "too many requests\n",
             StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
             StatusCode::GATEWAY_TIMEOUT => "upstream timed out\n",
+            StatusCode::INTERNAL_SERVER_ERROR => "internal error\n",
             _ => "bad gateway\n",
         }
     }

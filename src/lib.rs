@@ -9,10 +9,13 @@
 //!   fallback), and the hyper connection chosen from ALPN.
 //! - [`service`]: per request, load the [`snapshot`] once, resolve the client
 //!   ([`forwarded`]), normalise authority and path ([`normalize`]), redirect to HTTPS, route
-//!   ([`router`]), act.
+//!   ([`router`]), apply the route's rate limits ([`ratelimit`]), act.
+//! - [`static_files`]: a route's directory served from beneath its root, hashed names cached
+//!   for a year, the rest revalidated; small files from memory, large ones streamed.
 //! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
 //!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
-//! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table.
+//! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table;
+//!   [`compress`]: optional on-the-fly compression of proxied responses.
 //! - [`acme`]: certificates obtained and renewed from an ACME CA, shared by replicas through
 //!   a store; HTTP-01 is answered at the top of [`service`], TLS-ALPN-01 by the listener.
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
@@ -24,10 +27,12 @@
 //! ```text
 //! listener ─► [PROXY header] ─► [TLS, ALPN; acme-tls/1 answered here] ─► hyper h1/h2
 //!   service: snapshot.load_full() ─► ACME HTTP-01? ─► client identity + request id
-//!          ─► normalise authority/path ─► https redirect? ─► router ─► allow/deny ─┬─► redirect
-//!                                                      └─► proxy: pick replica ─► pool ─► app
-//! side: config ─► Snapshot (ArcSwap) · replica registry (state kept across snapshots)
-//!       · acme tasks (order, renew, store locks) ─► CertStore
+//!          ─► normalise authority/path ─► https redirect? ─► router ─► allow/deny ─► rate limits
+//!          ─┬─► static files (cache / disk)
+//!           ├─► redirect
+//!           └─► proxy: pick replica ─► pool ─► app
+//! side: config ─► Snapshot (ArcSwap) · replica and limiter registries (state kept across
+//!       snapshots) · Redis for shared limits · acme tasks (order, renew, store locks) ─► CertStore
 //!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
@@ -38,6 +43,7 @@ pub mod acme;
 pub mod admin;
 pub mod app;
 pub mod body;
+pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -47,9 +53,11 @@ pub mod normalize;
 pub mod probe;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod ratelimit;
 pub mod router;
 pub mod service;
 pub mod snapshot;
+pub mod static_files;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;

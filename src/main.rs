@@ -31,7 +31,8 @@ enum Command {
         config: PathBuf,
     },
     /// Run the gateway in front of a small built-in demo app (JSON echo, SSE ticker,
-    /// WebSocket echo, health probes) listening on the `app` upstream's address.
+    /// WebSocket echo, health probes) listening on the `app` upstream's address; the shipped
+    /// config also serves a built front end from `examples/demo-site`.
     Demo {
         /// Config file.
         #[arg(
@@ -77,15 +78,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(cfg) = load(&config) else {
+                return ExitCode::FAILURE;
             };
-            init_tracing(cfg.log.format, &cfg.log.level);
-            match runtime().and_then(|rt| {
+            match runtime(cfg.server.workers).and_then(|rt| {
                 rt.block_on(edgeward::app::run(cfg))
                     .context("edgeward stopped")
             }) {
@@ -98,15 +94,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { config } => {
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(cfg) = load(&config) else {
+                return ExitCode::FAILURE;
             };
-            init_tracing(cfg.log.format, &cfg.log.level);
-            match runtime().and_then(|rt| rt.block_on(demo(cfg))) {
+            match runtime(cfg.server.workers).and_then(|rt| rt.block_on(demo(cfg))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");
@@ -115,7 +106,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Probe { url, timeout } => {
-            let outcome = runtime().and_then(|rt| {
+            let outcome = runtime(1).and_then(|rt| {
                 rt.block_on(edgeward::probe::get(&url, Duration::from_secs(timeout)))
                     .map_err(Into::into)
             });
@@ -130,6 +121,21 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Loads the config for `run` and `demo`, printing every problem (the same verdict as
+/// `check`), and starts logging as it says.
+fn load(path: &std::path::Path) -> Option<config::Config> {
+    match config::load(path) {
+        Ok(cfg) => {
+            init_tracing(cfg.log.format, &cfg.log.level);
+            Some(cfg)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
         }
     }
 }
@@ -151,19 +157,31 @@ async fn demo(cfg: config::Config) -> anyhow::Result<()> {
     tokio::spawn(edgeward::demo::serve(listener));
     println!("edgeward demo: the demo app listens on {addr}; the gateway is in front of it:");
     for l in &cfg.listeners {
-        let scheme = if l.tls { "https" } else { "http" };
-        println!(
-            "  {scheme}://localhost:{}/          landing page",
+        let base = format!(
+            "{}://localhost:{}",
+            if l.tls { "https" } else { "http" },
             l.addr.port()
         );
-        println!(
-            "  {scheme}://localhost:{}/echo      what the app received (forwarding headers)",
-            l.addr.port()
-        );
-        println!(
-            "  {scheme}://localhost:{}/events    server-sent events",
-            l.addr.port()
-        );
+        // The front end first: it is where a newcomer starts.
+        let statics = cfg
+            .routes
+            .iter()
+            .filter(|r| matches!(r.action, config::Action::Static(_)));
+        let others = cfg
+            .routes
+            .iter()
+            .filter(|r| !matches!(r.action, config::Action::Static(_)));
+        for (path, what) in statics.chain(others).flat_map(demo_links) {
+            println!("  {:<42} {what}", format!("{base}{path}"));
+        }
+    }
+    if let Some(asset) = cfg.routes.iter().find_map(demo_asset) {
+        println!("  see both cache policies:");
+        if let Some(plain) = cfg.listeners.iter().find(|l| !l.tls) {
+            let port = plain.addr.port();
+            println!("    curl -I http://localhost:{port}/{asset}   # immutable, one year");
+            println!("    curl -I http://localhost:{port}/robots.txt   # no-cache + ETag");
+        }
     }
     if cfg.listeners.iter().any(|l| l.tls) {
         println!("  (HTTPS uses a self-signed certificate: curl -k, or accept it in the browser)");
@@ -175,10 +193,64 @@ async fn demo(cfg: config::Config) -> anyhow::Result<()> {
     edgeward::app::run(cfg).await.context("edgeward stopped")
 }
 
+/// What the demo prints for a route of the shipped config: the static front end, or the
+/// demo app's pages below the route's path.
+fn demo_links(route: &config::Route) -> Vec<(String, &'static str)> {
+    match &route.action {
+        config::Action::Static(_) => vec![(
+            route.path.clone(),
+            "front end served by edgeward (hashed assets, SPA fallback)",
+        )],
+        config::Action::Proxy { upstream } if upstream == "app" => {
+            let base = if route.strip_prefix {
+                route.path.trim_end_matches('/')
+            } else {
+                ""
+            };
+            vec![
+                (
+                    format!("{base}/echo"),
+                    "what the app received (forwarding headers)",
+                ),
+                (format!("{base}/events"), "server-sent events"),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A content-hashed asset of the demo site, named in its build manifest.
+fn demo_asset(route: &config::Route) -> Option<String> {
+    let config::Action::Static(site) = &route.action else {
+        return None;
+    };
+    let manifest = std::fs::read(site.root.join(".vite/manifest.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&manifest).ok()?;
+    let file = value.get("index.html")?.get("file")?.as_str()?;
+    let prefix = route.path.trim_end_matches('/');
+    Some(
+        format!("{}/{file}", prefix)
+            .trim_start_matches('/')
+            .to_owned(),
+    )
+}
+
 /// One runtime thread per core is tokio's default; the worker count can be pinned with
 /// `TOKIO_WORKER_THREADS`.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// The async runtime for `server.workers`: one thread runs a single-threaded runtime, which
+/// costs less per request than a work-stealing pool of one (no cross-thread wake-ups); more
+/// threads, or 0 for one per CPU, run the multi-threaded runtime.
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if workers > 1 {
+            b.worker_threads(workers);
+        }
+        b
+    };
+    builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")

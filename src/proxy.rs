@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST, UPGRADE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use tokio::time::Instant;
@@ -18,7 +19,13 @@ use crate::normalize::{self, Authority};
 use crate::service::{Conn, Shared};
 use crate::snapshot::Route;
 use crate::tunnel;
-use crate::upstream::replica::Upstream;
+use crate::upstream::outlier::{self, Verdict};
+use crate::upstream::pool::ErrorKind;
+use crate::upstream::replica::{Replica, Upstream};
+use crate::upstream::retry::{self, Attempt};
+
+/// Most attempts per request, the first included.
+const MAX_ATTEMPTS: usize = 3;
 
 /// Everything `forward` needs besides the request.
 pub struct Forward<'a> {
@@ -116,49 +123,103 @@ pub async fn forward(
     parts.version = Version::HTTP_11;
 
     let fault = Arc::new(BodyFault::default());
-    let body = if body.is_end_stream() {
+    let idempotent = retry::is_idempotent(&parts.method, &route.idempotent_methods);
+    let (body, replayable) = if body.is_end_stream() {
         fault.finish();
-        RequestBody::Empty
+        (RequestBody::Empty, true)
     } else {
-        RequestBody::Client(ClientBody::new(
+        let client = ClientBody::new(
             body,
             route.max_body,
             route.timeouts.client_body_idle,
             Arc::clone(&fault),
-        ))
-    };
-
-    let replica = upstream
-        .pick()
-        .ok_or_else(|| RequestError::NoReplica(Arc::clone(&upstream.name)))?;
-    let guard = replica.begin();
-    let label = Arc::clone(&replica.label);
-    let upstream_err = |kind| RequestError::Upstream {
-        upstream: Arc::clone(&upstream.name),
-        replica: Arc::clone(&label),
-        kind,
-    };
-
-    let send = replica.pool.send(Request::from_parts(parts, body));
-    let result = match route.timeouts.upstream_header {
-        None => send.await,
-        Some(after) => match wait_head(send, after, &fault).await {
-            Some(r) => r,
-            None => return Err(upstream_err(UpstreamFailure::HeaderTimeout)),
-        },
-    };
-    let mut resp = match result {
-        Ok(resp) => resp,
-        Err(err) => {
-            // A body that failed on the client side explains the broken exchange.
-            return Err(match fault.get() {
-                Some(BodyError::TooLarge) => RequestError::BodyTooLarge(route.max_body),
-                Some(BodyError::Idle) => RequestError::BodyTimeout,
-                Some(BodyError::Aborted) => RequestError::BodyAborted,
-                None => upstream_err(UpstreamFailure::Pool(err.kind)),
-            });
+        );
+        // Only a body that may be replayed after it was sent is worth holding back: an
+        // unsent request comes back from the pool whole, whatever its body.
+        let small = content_length(&parts.headers).is_some_and(|n| n <= upstream.retry_buffer);
+        if idempotent && small && !upgrade {
+            let bytes = client
+                .collect()
+                .await
+                .map_err(|_| client_fault(&fault, route).unwrap_or(RequestError::BodyAborted))?
+                .to_bytes();
+            (RequestBody::Full(Some(bytes)), true)
+        } else {
+            (RequestBody::Client(client), false)
         }
     };
+
+    let key = upstream.hash_key(&parts.headers, resolved.client.ip);
+    upstream.budget.deposit();
+    // What a lost request is rebuilt from; kept only when it could be replayed elsewhere.
+    let mut replay = (idempotent && replayable && upstream.members().replicas.len() > 1)
+        .then(|| Replay::keep(&parts, &body));
+    let mut request = Request::from_parts(parts, body);
+    let mut tried: Vec<Arc<Replica>> = Vec::new();
+    // After a failed attempt with nowhere else to go, that failure is the answer.
+    let mut last_failure = None;
+    let (mut resp, replica, guard) = loop {
+        let Some(replica) = upstream.pick(key, &tried) else {
+            return Err(
+                last_failure.unwrap_or_else(|| RequestError::NoReplica(Arc::clone(&upstream.name)))
+            );
+        };
+        let guard = replica.begin();
+        let upstream_err = |kind| RequestError::Upstream {
+            upstream: Arc::clone(&upstream.name),
+            replica: Arc::clone(&replica.label),
+            kind,
+        };
+        let started = Instant::now();
+        let send = replica.pool.send(request);
+        let result = match route.timeouts.upstream_header {
+            None => send.await,
+            Some(after) => match wait_head(send, after, &fault).await {
+                Some(r) => r,
+                None => {
+                    replica.record(Verdict::Failure, None);
+                    return Err(upstream_err(UpstreamFailure::HeaderTimeout));
+                }
+            },
+        };
+        let err = match result {
+            Ok(resp) => {
+                let verdict = outlier::status_verdict(resp.status().as_u16(), upstream.count_5xx);
+                replica.record(verdict, Some(started.elapsed()));
+                break (resp, replica, guard);
+            }
+            Err(err) => err,
+        };
+        // A body that failed on the client side explains the broken exchange.
+        if let Some(client_err) = client_fault(&fault, route) {
+            return Err(client_err);
+        }
+        let failure = UpstreamFailure::Pool(err.kind);
+        replica.record(outlier::failure_verdict(failure), None);
+        let (attempt, next) = match err.request {
+            Some(unsent) => (Attempt::Unsent, Some(unsent)),
+            None if matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset) => {
+                (Attempt::Lost, replay.as_mut().map(Replay::request))
+            }
+            None => (Attempt::Final, None),
+        };
+        let retry = next.filter(|_| {
+            tried.len() + 1 < MAX_ATTEMPTS.min(upstream.members().replicas.len())
+                && retry::may_retry(attempt, idempotent, replayable)
+                && upstream
+                    .budget
+                    .withdraw(upstream.state.now_us() / 1_000_000)
+        });
+        let Some(next) = retry else {
+            return Err(upstream_err(failure));
+        };
+        tracing::debug!(upstream = %upstream.name, replica = %replica.label, kind = %err.kind, "retrying on another replica");
+        last_failure = Some(upstream_err(failure));
+        drop(guard);
+        tried.push(replica);
+        request = next;
+    };
+    let label = Arc::clone(&replica.label);
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client) = client_upgrade {
@@ -191,6 +252,50 @@ pub async fn forward(
         Response::from_parts(head, ResponseBody::Upstream(body)),
         label,
     ))
+}
+
+/// Why a client body stopped, if it did: 413 or 408 rather than an upstream error.
+fn client_fault(fault: &BodyFault, route: &Route) -> Option<RequestError> {
+    match fault.get()? {
+        BodyError::TooLarge => Some(RequestError::BodyTooLarge(route.max_body)),
+        BodyError::Idle => Some(RequestError::BodyTimeout),
+        BodyError::Aborted => Some(RequestError::BodyAborted),
+    }
+}
+
+/// A copy of a replayable request (no body, or a buffered one) to send again after the first
+/// attempt was lost.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Option<bytes::Bytes>,
+}
+
+impl Replay {
+    fn keep(parts: &http::request::Parts, body: &RequestBody) -> Self {
+        Self {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body: match body {
+                RequestBody::Full(b) => b.clone(),
+                RequestBody::Empty | RequestBody::Client(_) => None,
+            },
+        }
+    }
+
+    fn request(&mut self) -> Request<RequestBody> {
+        let body = match &self.body {
+            Some(b) => RequestBody::Full(Some(b.clone())),
+            None => RequestBody::Empty,
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
 }
 
 /// Waits for the response head. The `upstream_header` clock starts once the request body has

@@ -19,10 +19,11 @@ use crate::body::ResponseBody;
 use crate::error::{RequestError, Side};
 use crate::forwarded::{self, Peer, names::X_REQUEST_ID};
 use crate::normalize::{self, Authority};
-use crate::proxy;
+use crate::ratelimit;
 use crate::snapshot::{Action, Route, Snapshot};
 use crate::tls::CertStore;
 use crate::upstream::replica::Registry;
+use crate::{compress, proxy};
 
 /// State shared by every connection of the data plane.
 pub struct Shared {
@@ -30,6 +31,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Replica state that outlives snapshots.
     pub registry: Registry,
+    /// Rate limiters (and their buckets) that outlive snapshots.
+    pub limiters: ratelimit::Registry,
     /// Certificates for TLS listeners (and for deciding which hosts get HTTPS redirects).
     pub certs: Arc<CertStore>,
     /// Pending ACME challenges, when ACME is on: answered over HTTP-01 before anything else,
@@ -69,6 +72,8 @@ pub struct Record {
     pub route: Option<Arc<str>>,
     /// Replica that answered.
     pub replica: Option<Arc<str>>,
+    /// The rate limit that refused the request.
+    pub rate_limited: Option<Arc<str>>,
     /// Whether to log this request.
     pub log: bool,
 }
@@ -126,6 +131,7 @@ pub async fn handle(
             status = resp.status().as_u16(),
             route = rec.route.as_deref().unwrap_or("-"),
             replica = rec.replica.as_deref().unwrap_or("-"),
+            rate_limit = rec.rate_limited.as_deref().unwrap_or("-"),
             duration_us = start.elapsed().as_micros() as u64,
         );
     }
@@ -187,6 +193,23 @@ async fn pipeline(
     if !route.admits(resolved.client.ip) {
         return Err(RequestError::Forbidden);
     }
+    // Only the resolved client keys a per-client limit: forwarding headers from untrusted
+    // peers were already discarded by `resolve_client`.
+    let limit_headers = if route.limits.is_empty() || ratelimit::is_exempt(&path) {
+        None
+    } else {
+        ratelimit::check(
+            &route.limits,
+            resolved.client.ip,
+            req.headers(),
+            route.limit_key,
+        )
+        .await
+        .map_err(|denial| {
+            rec.rate_limited = Some(Arc::clone(&denial.limit));
+            RequestError::RateLimited(denial)
+        })?
+    };
 
     let mut resp = match &route.action {
         Action::Redirect {
@@ -206,7 +229,11 @@ async fn pipeline(
             };
             redirect(*status, &target)
         }
+        Action::Static(site) => site.serve(&req, &path, &route.prefix).await?,
         Action::Proxy(upstream) => {
+            let wanted = route
+                .compress
+                .then(|| compress::Wanted::of(req.method(), req.headers()));
             let ctx = proxy::Forward {
                 shared,
                 conn,
@@ -218,12 +245,18 @@ async fn pipeline(
                 request_id: rec.request_id.as_ref().expect("set above"),
                 server: &snap.config.server,
             };
-            let (resp, replica) = proxy::forward(ctx, req).await?;
+            let (mut resp, replica) = proxy::forward(ctx, req).await?;
             rec.replica = Some(replica);
+            if let Some(wanted) = wanted {
+                compress::response(&mut resp, wanted);
+            }
             resp
         }
     };
     apply_response_edits(route, &mut resp);
+    if let Some(limit_headers) = limit_headers {
+        limit_headers.apply(resp.headers_mut());
+    }
     Ok(resp)
 }
 
@@ -306,9 +339,17 @@ pub fn error_response(err: &RequestError) -> Response<ResponseBody> {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if matches!(err, RequestError::MethodNotAllowed) {
+        // The only routes that refuse methods are static ones.
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
     if err.status() == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if let RequestError::RateLimited(denial) = err {
+        denial.headers.apply(resp.headers_mut());
     }
     resp
 }

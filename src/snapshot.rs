@@ -3,15 +3,18 @@
 //! it atomically without touching listeners or in-flight requests.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 use ipnet::IpNet;
 
 use crate::config::{self, ClientIpHeader, Config, HeaderEdits, RouteTimeouts};
+use crate::ratelimit::{self, Limiter};
 use crate::router::Router;
-use crate::upstream::replica::{Registry, Upstream};
+use crate::static_files::StaticSite;
+use crate::upstream::dns::{self, Entry};
+use crate::upstream::group::Upstream;
+use crate::upstream::registry::Registry;
 
 /// One generation of compiled config.
 pub struct Snapshot {
@@ -74,6 +77,15 @@ pub struct Route {
     pub upstream_host: Option<HeaderValue>,
     /// Log requests to this route.
     pub access_log: bool,
+    /// Compress proxied responses on the fly.
+    pub compress: bool,
+    /// Rate limits checked after allow/deny, in config order (from the limiter registry, so
+    /// a rebuilt snapshot keeps their buckets).
+    pub limits: Vec<Arc<Limiter>>,
+    /// The route's bucket key for limits keyed by route: [`ratelimit::stable_hash`] of its name.
+    pub limit_key: u64,
+    /// Methods retried after sending besides GET, HEAD, OPTIONS, PUT, DELETE.
+    pub idempotent_methods: Vec<http::Method>,
 }
 
 impl Route {
@@ -99,6 +111,8 @@ pub enum Action {
         /// Append the request's path and query.
         preserve_path: bool,
     },
+    /// Serve files beneath a root (the path below the route's prefix).
+    Static(Arc<StaticSite>),
 }
 
 /// Why a snapshot could not be built from a valid config.
@@ -117,26 +131,76 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// A static route's root could not be opened.
+    #[error("{route}: cannot open static root {root}: {source}")]
+    StaticRoot {
+        /// Route name.
+        route: String,
+        /// The root directory.
+        root: std::path::PathBuf,
+        /// Open error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Snapshot {
-    /// Compiles `config`, reusing replicas from `registry` by identity.
+    /// Drains the replicas of `previous` that this snapshot no longer uses: no new requests,
+    /// no connection reuse, in-flight requests finish. Call after storing this snapshot.
+    pub fn retire_replaced(&self, previous: &Snapshot) {
+        for old in previous.upstreams.values() {
+            let kept = self.upstreams.get(&old.name);
+            for replica in &old.members().replicas {
+                let still_used = kept.is_some_and(|up| {
+                    up.members()
+                        .replicas
+                        .iter()
+                        .any(|r| Arc::ptr_eq(r, replica))
+                });
+                if !still_used {
+                    replica.drain();
+                }
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// Compiles `config`, reusing replicas (pools, counters, health) from `registry` by
+    /// identity and rate limiters from `limiters` by definition. Replica names are resolved
+    /// now and then every `dns_refresh`; a name that does not resolve yet leaves its upstream
+    /// without those replicas until it does.
     pub async fn build(
         config: Arc<Config>,
         registry: &Registry,
+        limiters: &ratelimit::Registry,
         generation: u64,
     ) -> Result<Self, BuildError> {
         let connect = config.timeouts.route.upstream_connect;
         let mut upstreams = HashMap::new();
         for (name, up) in &config.upstreams {
+            let state = registry.upstream(up);
+            let mut entries = Vec::new();
             let mut replicas = Vec::new();
             for r in &up.replicas {
-                for addr in resolve(up, r).await? {
-                    replicas.push((registry.replica(up, addr, connect), r.weight));
+                let resolved = match dns::resolve(&r.host, r.port, up.nameserver).await {
+                    Ok(addrs) => addrs,
+                    Err(error) => {
+                        tracing::warn!(upstream = %name, host = %r.host, %error, "cannot resolve replica; retrying every dns_refresh");
+                        Vec::new()
+                    }
+                };
+                for addr in &resolved {
+                    replicas.push((registry.replica(&state, *addr, connect), r.weight));
                 }
+                entries.push(Entry {
+                    addr: r.clone(),
+                    resolved,
+                });
             }
-            let name: Arc<str> = name.as_str().into();
-            upstreams.insert(Arc::clone(&name), Arc::new(Upstream::new(name, replicas)));
+            let upstream = Arc::new(Upstream::new(state, replicas));
+            dns::spawn_refresh(&upstream, registry.clone(), entries, connect);
+            upstreams.insert(Arc::from(name.as_str()), upstream);
         }
 
         let mut router = Router::default();
@@ -158,6 +222,32 @@ impl Snapshot {
                     status: *status,
                     preserve_path: *preserve_path,
                 },
+                config::Action::Static(files) => {
+                    // Opening the root and reading its manifest touch the disk.
+                    let files = files.clone();
+                    let opened = tokio::task::spawn_blocking(move || {
+                        let site = StaticSite::open(&files);
+                        (site, files.root)
+                    })
+                    .await;
+                    match opened {
+                        Ok((Ok(site), _)) => Action::Static(Arc::new(site)),
+                        Ok((Err(source), root)) => {
+                            return Err(BuildError::StaticRoot {
+                                route: r.name.clone(),
+                                root,
+                                source,
+                            });
+                        }
+                        Err(join) => {
+                            return Err(BuildError::StaticRoot {
+                                route: r.name.clone(),
+                                root: std::path::PathBuf::new(),
+                                source: std::io::Error::other(join),
+                            });
+                        }
+                    }
+                }
             };
             let route = Route {
                 name: r.name.as_str().into(),
@@ -172,6 +262,16 @@ impl Snapshot {
                 max_body: r.max_body,
                 upstream_host: r.upstream_host.clone(),
                 access_log: r.access_log,
+                compress: r.compress,
+                limits: r
+                    .rate_limits
+                    .iter()
+                    // Validation guarantees the names exist.
+                    .filter_map(|name| config.rate_limits.get(name))
+                    .map(|def| limiters.limiter(def, config.redis.as_ref()))
+                    .collect(),
+                limit_key: ratelimit::stable_hash(r.name.as_bytes()),
+                idempotent_methods: r.idempotent_methods.clone(),
             };
             router.insert(r.host.as_ref(), &r.path, Arc::new(route));
         }
@@ -219,25 +319,6 @@ impl Snapshot {
     }
 }
 
-async fn resolve(
-    up: &config::Upstream,
-    r: &config::ReplicaAddr,
-) -> Result<Vec<SocketAddr>, BuildError> {
-    let host = r.host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse() {
-        return Ok(vec![SocketAddr::new(ip, r.port)]);
-    }
-    let err = |source| BuildError::Resolve {
-        upstream: up.name.clone(),
-        host: r.host.clone(),
-        port: r.port,
-        source,
-    };
-    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, r.port))
-        .await
-        .map_err(err)?
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    Ok(addrs)
-}
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;

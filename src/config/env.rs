@@ -299,6 +299,9 @@ fn typed_value<'a>(entry: &'a Override, diag: &mut Diag<'_>) -> Option<DeValue<'
         | Kind::DurationOrOff
         | Kind::Addr
         | Kind::Path
+        | Kind::Rate
+        | Kind::LimitKey
+        | Kind::RedisUrl
         | Kind::Choice(_) => Some(DeValue::String(Cow::Borrowed(&entry.value))),
     }
 }

@@ -23,6 +23,12 @@ pub(crate) enum Kind {
     /// A number between 0 and 1.
     Fraction,
     Choice(&'static [&'static str]),
+    /// Requests per window, e.g. `"100/m"`.
+    Rate,
+    /// What a rate limit keys on: `"client_ip"`, `"route"` or `"header:<name>"`.
+    LimitKey,
+    /// A `redis://` or `rediss://` URL.
+    RedisUrl,
 }
 
 impl Kind {
@@ -37,6 +43,9 @@ impl Kind {
             Kind::Size => "size".into(),
             Kind::Addr => "socket address".into(),
             Kind::Path => "path".into(),
+            Kind::Rate => "rate (\"100/m\")".into(),
+            Kind::LimitKey => "\"client_ip\", \"route\" or \"header:<name>\"".into(),
+            Kind::RedisUrl => "URL (redis:// or rediss://)".into(),
             Kind::Url => "URL".into(),
             Kind::Fraction => "number (0 to 1]".into(),
             Kind::Choice(options) => options
@@ -60,6 +69,11 @@ pub(crate) struct KeyInfo {
     pub(crate) doc: &'static str,
     /// A second, shorter variable name accepted for the same key.
     pub(crate) alias: Option<&'static str>,
+    /// Valid values for a `Str` key whose text has a format (tests feed them through the
+    /// parser); empty for free text.
+    // Only the key tests read it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) examples: &'static [&'static str],
 }
 
 const fn key(path: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> KeyInfo {
@@ -69,15 +83,23 @@ const fn key(path: &'static str, kind: Kind, default: &'static str, doc: &'stati
         default,
         doc,
         alias: None,
+        examples: &[],
     }
 }
 
 const CLIENT_IP_HEADERS: &[&str] = &["x-forwarded-for", "forwarded"];
 const LOG_FORMATS: &[&str] = &["text", "json"];
+const LIMIT_BACKENDS: &[&str] = &["local", "redis"];
+const REDIS_FAILURES: &[&str] = &["fail_open", "fail_closed"];
+const POLICIES: &[&str] = &["p2c_ewma", "round_robin", "least_conn", "hash"];
+const HEALTH_MODES: &[&str] = &["active", "off"];
 const ACME_CHALLENGES: &[&str] = &["http-01", "tls-alpn-01"];
 const ACME_KEY_TYPES: &[&str] = &["ecdsa-p256", "ecdsa-p384"];
 
-use Kind::{Addr, Bool, Choice, Duration, DurationOrOff, Fraction, Int, Path, Size, Str, Url};
+use Kind::{
+    Addr, Bool, Choice, Duration, DurationOrOff, Fraction, Int, LimitKey, Path, Rate, RedisUrl,
+    Size, Str, Url,
+};
 
 /// Every overridable scalar key, grouped by section in the order of `config/edgeward.toml`.
 // One key per line keeps this readable as a table.
@@ -102,6 +124,7 @@ pub(crate) const KEYS: &[KeyInfo] = &[
     key("server.max_body", Size, "\"100MiB\"", "Default request body cap; routes may override."),
     key("server.max_connections", Int, "10000", "Open data-plane connections, all listeners together."),
     key("server.max_connections_per_ip", Int, "256", "Open connections per client address; 0 = unlimited."),
+    key("server.workers", Int, "0", "Runtime worker threads; 0 = one per CPU, 1 = a single-threaded runtime."),
     key("server.max_requests_per_connection", Int, "0", "Requests served per connection; 0 = unlimited."),
     key("server.max_connection_age", DurationOrOff, "\"off\"", "Close connections older than this (plus up to 10% jitter)."),
     key("server.allow_underscore_headers", Bool, "false", "Forward request headers whose names contain `_`."),
@@ -154,6 +177,57 @@ pub(crate) const KEYS: &[KeyInfo] = &[
     key("upstreams.<name>.queue_timeout", Duration, "\"1s\"", "Waiting for a free connection slot longer than this gets 503."),
     key("upstreams.<name>.idle_timeout", Duration, "\"4s\"", "Idle pooled connections close after this (below uvicorn's 5s)."),
     key("upstreams.<name>.max_response_header", Size, "\"64KiB\"", "Largest upstream response head (8KiB to 1MiB); larger gets 502."),
+    key("rate_limits.<name>.rate", Rate, "(required)", "Requests per window: `\"100/m\"`, `\"10/s\"`, `\"500/10m\"`."),
+    key("rate_limits.<name>.burst", Int, "the rate's request count", "Requests allowed at once from a full bucket."),
+    key("rate_limits.<name>.key", LimitKey, "\"client_ip\"", "One bucket per client address, per header value, or per route."),
+    KeyInfo {
+        examples: &["48", "56"],
+        ..key("rate_limits.<name>.ipv6_prefix", Int, "64", "IPv6 clients share a bucket per prefix of this length (48 to 128).")
+    },
+    key("rate_limits.<name>.max_keys", Int, "1000000", "Buckets tracked at most; past it new keys share one overflow bucket."),
+    key("rate_limits.<name>.headers", Bool, "false", "Send `RateLimit-Policy` and `RateLimit` on allowed responses too."),
+    key("rate_limits.<name>.backend", Choice(LIMIT_BACKENDS), "\"local\"", "Buckets in this process, or in Redis shared by every gateway."),
+    key("redis.url", RedisUrl, "none", "Redis for shared limits; put the password in `${VAR}`, it is never logged."),
+    key("redis.timeout", Duration, "\"50ms\"", "Per Redis call; slower counts as Redis being down."),
+    key("redis.failure", Choice(REDIS_FAILURES), "\"fail_open\"", "While Redis is down: decide locally, or answer 429."),
+    key("upstreams.<name>.policy", Choice(POLICIES), "\"p2c_ewma\"", "How a replica is picked among the live, ready, not ejected ones."),
+    KeyInfo {
+        examples: &["header:X-User", "cookie:session", "client_ip"],
+        ..key("upstreams.<name>.hash_on", Str, "\"client_ip\"", "For `policy = \"hash\"` (implied when only this is set): `header:<name>`, `cookie:<name>` or `client_ip` (also the fallback when the header or cookie is absent).")
+    },
+    key("upstreams.<name>.slow_start", DurationOrOff, "\"off\"", "Ramp a newly ready replica's traffic up over this long."),
+    key("upstreams.<name>.seed", Int, "random", "Seed for the balancer's randomness (reproducible tests)."),
+    key("upstreams.<name>.retry_buffer", Size, "\"64KiB\"", "Bodies up to this size with a known length are buffered so they can be retried (0 to 16MiB)."),
+    key("upstreams.<name>.retry_budget_percent", Int, "20", "Retries allowed as a share of requests (0 to 100)."),
+    key("upstreams.<name>.retry_budget_min", Int, "3", "Retries allowed per second whatever the share."),
+    key("upstreams.<name>.fail_open", Bool, "false", "When no replica is ready, use the live ones (or all) instead of answering 503."),
+    key("upstreams.<name>.dns_refresh", Duration, "\"5s\"", "How often replica DNS names are resolved again."),
+    key("upstreams.<name>.nameserver", Addr, "system resolver", "DNS server (UDP) asked for replica names."),
+    key("upstreams.<name>.health.mode", Choice(HEALTH_MODES), "\"active\"", "`off`: no probes, replicas start ready, passive health only."),
+    KeyInfo {
+        examples: &["/live", "/healthz"],
+        ..key("upstreams.<name>.health.live_path", Str, "\"/health/live\"", "Liveness probe path; failing it takes the replica out and closes its idle connections.")
+    },
+    KeyInfo {
+        examples: &["/ready", "/readyz"],
+        ..key("upstreams.<name>.health.ready_path", Str, "\"/health/ready\"", "Readiness probe path; failing it drains the replica.")
+    },
+    key("upstreams.<name>.health.interval", Duration, "\"5s\"", "Time between probes (each replica gets its own phase)."),
+    key("upstreams.<name>.health.timeout", Duration, "\"1s\"", "A probe without an answer for this long fails."),
+    KeyInfo {
+        examples: &["200", "200-299"],
+        ..key("upstreams.<name>.health.expected_status", Str, "\"200-399\"", "Statuses that pass a probe: `\"200\"` or a range `\"200-299\"`.")
+    },
+    key("upstreams.<name>.health.rise", Int, "2", "Passing probes in a row that bring a replica back."),
+    key("upstreams.<name>.health.fall", Int, "2", "Failing probes in a row that take a replica out."),
+    key("upstreams.<name>.health.host", Str, "replica address", "`Host` header sent with probes."),
+    key("upstreams.<name>.health.start_ready", Bool, "false", "New replicas take traffic before their first readiness probe passed."),
+    key("upstreams.<name>.outlier.consecutive_failures", Int, "5", "Failures in a row (connect, reset, header timeout, 502/503/504) that eject a replica."),
+    key("upstreams.<name>.outlier.base_ejection", Duration, "\"10s\"", "First ejection; doubles on each repeat."),
+    key("upstreams.<name>.outlier.max_ejection", Duration, "\"5m\"", "Longest ejection."),
+    key("upstreams.<name>.outlier.max_ejected_percent", Int, "50", "Most of a pool ejected at once, percent (one replica always may be)."),
+    key("upstreams.<name>.outlier.count_5xx", Bool, "false", "Also count 500 and other 5xx answers as failures."),
+    key("startup.probe_timeout", Duration, "\"10s\"", "Longest wait for every upstream's first probe round before reporting ready."),
 ];
 
 /// The variable that overrides a concrete key path: segments upper-cased, `-` as `_`, joined

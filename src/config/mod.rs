@@ -23,7 +23,10 @@ mod raw;
 mod units;
 mod validate;
 mod validate_acme;
+mod validate_limits;
 mod validate_routes;
+mod validate_static;
+mod validate_upstream;
 
 #[cfg(test)]
 mod tests;

@@ -26,8 +26,13 @@ pub struct Config {
     pub hsts: Option<Hsts>,
     pub log: Log,
     pub shutdown: Shutdown,
+    pub startup: Startup,
     /// Upstreams by name (sorted, so iteration order is stable).
     pub upstreams: BTreeMap<String, Upstream>,
+    /// Named rate limits by name (sorted).
+    pub rate_limits: BTreeMap<String, RateLimit>,
+    /// `[redis]`: the store shared by limits with `backend = "redis"`.
+    pub redis: Option<Redis>,
     /// Routes in file order. `(host, path)` pairs are unique.
     pub routes: Vec<Route>,
 }
@@ -89,6 +94,9 @@ pub struct Probe {
 /// `[server]`: data-plane limits that apply to every listener.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// Runtime worker threads; 0 (default) means one per CPU. With 1 the gateway runs a
+    /// single-threaded runtime, the cheapest per request.
+    pub workers: usize,
     /// Bytes; default 16 KiB; validated >= 8 KiB (hyper panics below).
     pub max_request_header: usize,
     /// Default 100.
@@ -220,6 +228,14 @@ pub struct Shutdown {
     pub stream_timeout: Duration,
 }
 
+/// `[startup]`
+#[derive(Debug, Clone)]
+pub struct Startup {
+    /// Longest wait for every upstream's first probe round before reporting ready; default
+    /// 10 s.
+    pub probe_timeout: Duration,
+}
+
 /// `[upstreams.<name>]`
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -234,6 +250,102 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// Largest upstream response head, bytes; default 64 KiB; larger -> 502.
     pub max_response_header: usize,
+    /// How a replica is chosen; default `p2c_ewma`.
+    pub policy: Policy,
+    /// Ramp a newly ready replica's share of traffic over this long; default none.
+    pub slow_start: Option<Duration>,
+    /// Seed for the balancer's randomness (tests); default random.
+    pub seed: Option<u64>,
+    /// Active probes.
+    pub health: Health,
+    /// Passive health (ejection on failures).
+    pub outlier: Outlier,
+    /// Request bodies up to this size with a known length are buffered so they can be
+    /// retried; default 64 KiB; 0 disables buffering.
+    pub retry_buffer: u64,
+    /// Retries allowed as a share of requests, percent; default 20.
+    pub retry_budget_percent: u32,
+    /// Retries always allowed per second whatever the share; default 3.
+    pub retry_budget_min: u32,
+    /// When no replica is ready, use the live ones (or all) instead of answering 503.
+    pub fail_open: bool,
+    /// How often DNS names among the replicas are resolved again; default 5 s.
+    pub dns_refresh: Duration,
+    /// The DNS server asked for replica names; default the system resolver.
+    pub nameserver: Option<SocketAddr>,
+}
+
+/// How an upstream picks a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Power of two random choices over peak-EWMA latency × in-flight requests.
+    P2cEwma,
+    /// Smooth weighted round-robin.
+    RoundRobin,
+    /// Fewest in-flight requests per unit of weight.
+    LeastConn,
+    /// Consistent (rendezvous) hashing on a request key.
+    Hash(HashOn),
+}
+
+/// What `policy = "hash"` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// A request header (`header:X-User`); absent -> falls back to the client address.
+    Header(HeaderName),
+    /// A cookie (`cookie:session`); absent -> falls back to the client address.
+    Cookie(String),
+    /// The resolved client address (`client_ip`).
+    ClientIp,
+}
+
+/// Whether active probes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthMode {
+    /// Probe liveness and readiness.
+    Active,
+    /// No probes: replicas start ready; only passive health applies.
+    Off,
+}
+
+/// `[upstreams.<name>.health]`
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Default active.
+    pub mode: HealthMode,
+    /// Default `/health/live`.
+    pub live_path: String,
+    /// Default `/health/ready`.
+    pub ready_path: String,
+    /// Default 5 s (each replica gets its own phase).
+    pub interval: Duration,
+    /// Default 1 s.
+    pub timeout: Duration,
+    /// Statuses that pass, inclusive; default 200-399.
+    pub expected_status: (u16, u16),
+    /// Passing probes in a row to come back; default 2.
+    pub rise: u32,
+    /// Failing probes in a row to go out; default 2.
+    pub fall: u32,
+    /// `Host` sent with probes; default the replica's address.
+    pub host: Option<HeaderValue>,
+    /// New replicas take traffic before their first probe passed; default false.
+    pub start_ready: bool,
+}
+
+/// `[upstreams.<name>.outlier]`
+#[derive(Debug, Clone)]
+pub struct Outlier {
+    /// Failures in a row that eject a replica; default 5.
+    pub consecutive_failures: u32,
+    /// First ejection; doubles on each repeat; default 10 s.
+    pub base_ejection: Duration,
+    /// Cap on an ejection; default 5 min (never below `base_ejection`).
+    pub max_ejection: Duration,
+    /// Most of the pool ejected at once, percent; default 50 (one replica always may be).
+    pub max_ejected_percent: u32,
+    /// Count 500 and other 5xx besides 502/503/504; default false.
+    pub count_5xx: bool,
 }
 
 /// One replica: `host:port` and a weight (default 1).
@@ -269,6 +381,15 @@ pub struct Route {
     pub upstream_host: Option<HeaderValue>,
     /// Log requests to this route (default true).
     pub access_log: bool,
+    /// Compress proxied responses on the fly when the client accepts it (default false;
+    /// upstream routes only: static routes have `static.compress`).
+    pub compress: bool,
+    /// Names of the `[rate_limits.<name>]` checked for this route, in order (validated to
+    /// exist, no duplicates).
+    pub rate_limits: Vec<String>,
+    /// Methods besides GET, HEAD, OPTIONS, PUT and DELETE that may be retried after the
+    /// request was sent.
+    pub idempotent_methods: Vec<http::Method>,
 }
 
 /// How a route matches the host, lower-cased, without port or trailing dot.
@@ -291,6 +412,35 @@ pub enum Action {
         status: StatusCode,
         preserve_path: bool,
     },
+    /// Serve files from a directory.
+    Static(StaticConfig),
+}
+
+/// `static = { root = "dist", ... }`: files served from a directory. The request path below
+/// the route's prefix is looked up under `root` (the prefix is always removed).
+#[derive(Debug, Clone)]
+pub struct StaticConfig {
+    /// Absolute (resolved relative to the config file's directory); checked to be a directory
+    /// when the config was validated.
+    pub root: PathBuf,
+    /// File served for a directory request; a plain file name. Default `index.html`.
+    pub index: String,
+    /// A missing path without a file extension serves the root's index (single-page apps).
+    pub spa_fallback: bool,
+    /// Serve dot-files and dot-directories (`.well-known/` is always served).
+    pub serve_hidden: bool,
+    /// Follow symlinks that point outside `root`.
+    pub follow_symlinks_outside: bool,
+    /// Extra patterns naming immutable files: `*` matches any run of characters except `/`;
+    /// a pattern without `/` is matched against the file name, one with `/` against the path
+    /// below `root`.
+    pub immutable_patterns: Vec<String>,
+    /// `Cache-Control` for hashed names; default `public, max-age=31536000, immutable`.
+    pub cache_control_hashed: HeaderValue,
+    /// `Cache-Control` for everything else; default `no-cache`.
+    pub cache_control_other: HeaderValue,
+    /// Compress compressible types on the fly when no precompressed sidecar exists.
+    pub compress: bool,
 }
 
 /// Header edits applied in order: remove, then set.
@@ -298,4 +448,79 @@ pub enum Action {
 pub struct HeaderEdits {
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,
+}
+
+/// `[rate_limits.<name>]`: a GCRA limit of `requests` per `window`, allowing bursts of up to
+/// `burst` requests. Compared whole to decide whether a reload keeps a limiter's buckets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// The table key; `[a-z0-9_-]+`, so it can be quoted in `RateLimit` headers as is.
+    pub name: String,
+    /// Requests per window (`rate = "100/m"` gives 100).
+    pub requests: u32,
+    /// The window (`rate = "100/m"` gives 60 s).
+    pub window: Duration,
+    /// Requests allowed at once from a full bucket; default `requests`.
+    pub burst: u32,
+    /// What one bucket is for.
+    pub key: LimitKey,
+    /// IPv6 clients share a bucket per prefix of this length (48 to 128); default 64.
+    pub ipv6_prefix: u8,
+    /// Buckets tracked at most; past it, new keys share one overflow bucket. Default 1,000,000.
+    pub max_keys: usize,
+    /// Send `RateLimit-Policy` and `RateLimit` on allowed responses too (always on 429).
+    pub headers: bool,
+    /// Where the buckets live.
+    pub backend: LimitBackend,
+}
+
+/// What a rate limit keys its buckets on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    /// The resolved client address (IPv6 by `ipv6_prefix`).
+    ClientIp,
+    /// A request header's value (e.g. an API key); requests without it are keyed by client.
+    Header(HeaderName),
+    /// One bucket per route that uses the limit.
+    Route,
+}
+
+/// Where a rate limit's buckets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitBackend {
+    /// In this process.
+    Local,
+    /// In Redis, shared by every gateway using it (`[redis]` must be set).
+    Redis,
+}
+
+/// `[redis]`
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Redis {
+    /// `redis://` or `rediss://` URL; may hold a password, so never log it: use
+    /// [`crate::ratelimit::redact_url`].
+    pub url: String,
+    /// Per call; default 50 ms.
+    pub timeout: Duration,
+    /// What to do when Redis is slow or down.
+    pub failure: RedisFailure,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &crate::ratelimit::redact_url(&self.url))
+            .field("timeout", &self.timeout)
+            .field("failure", &self.failure)
+            .finish()
+    }
+}
+
+/// The policy while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RedisFailure {
+    /// Decide with the local limiter (N gateways then allow up to N times the limit).
+    FailOpen,
+    /// Answer 429.
+    FailClosed,
 }

@@ -35,7 +35,10 @@ const SECTIONS: &[&str] = &[
     "hsts",
     "log",
     "shutdown",
+    "startup",
     "upstreams",
+    "rate_limits",
+    "redis",
     "routes",
 ];
 
@@ -56,7 +59,10 @@ pub(crate) struct RawConfig {
     pub(crate) hsts: Option<RawHsts>,
     pub(crate) log: Option<RawLog>,
     pub(crate) shutdown: Option<RawShutdown>,
+    pub(crate) startup: Option<RawStartup>,
     pub(crate) upstreams: Vec<Named<RawUpstream>>,
+    pub(crate) rate_limits: Vec<Named<RawRateLimit>>,
+    pub(crate) redis: Option<RawRedis>,
     /// With their index in the file, which stays right when an earlier route failed to read.
     pub(crate) routes: Vec<(usize, Spanned<RawRoute>)>,
 }
@@ -101,6 +107,7 @@ pub(crate) struct RawProbe {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawServer {
+    pub(crate) workers: Field<i64>,
     pub(crate) max_request_header: Field<SizeValue>,
     pub(crate) max_headers: Field<i64>,
     pub(crate) max_uri: Field<SizeValue>,
@@ -264,6 +271,72 @@ pub(crate) struct RawUpstream {
     pub(crate) queue_timeout: Field<DurationText>,
     pub(crate) idle_timeout: Field<DurationText>,
     pub(crate) max_response_header: Field<SizeValue>,
+    pub(crate) policy: Field<String>,
+    pub(crate) hash_on: Field<String>,
+    pub(crate) slow_start: Field<DurationText>,
+    pub(crate) seed: Field<i64>,
+    pub(crate) retry_buffer: Field<SizeValue>,
+    pub(crate) retry_budget_percent: Field<i64>,
+    pub(crate) retry_budget_min: Field<i64>,
+    pub(crate) fail_open: Field<bool>,
+    pub(crate) dns_refresh: Field<DurationText>,
+    pub(crate) nameserver: Field<String>,
+    pub(crate) health: Option<RawHealth>,
+    pub(crate) outlier: Option<RawOutlier>,
+}
+
+/// `[upstreams.<name>.health]`: active probes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawHealth {
+    pub(crate) mode: Field<String>,
+    pub(crate) live_path: Field<String>,
+    pub(crate) ready_path: Field<String>,
+    pub(crate) interval: Field<DurationText>,
+    pub(crate) timeout: Field<DurationText>,
+    pub(crate) expected_status: Field<String>,
+    pub(crate) rise: Field<i64>,
+    pub(crate) fall: Field<i64>,
+    pub(crate) host: Field<String>,
+    pub(crate) start_ready: Field<bool>,
+}
+
+/// `[upstreams.<name>.outlier]`: passive health.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawOutlier {
+    pub(crate) consecutive_failures: Field<i64>,
+    pub(crate) base_ejection: Field<DurationText>,
+    pub(crate) max_ejection: Field<DurationText>,
+    pub(crate) max_ejected_percent: Field<i64>,
+    pub(crate) count_5xx: Field<bool>,
+}
+
+/// `[startup]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawStartup {
+    pub(crate) probe_timeout: Field<DurationText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawRateLimit {
+    pub(crate) rate: Field<String>,
+    pub(crate) burst: Field<i64>,
+    pub(crate) key: Field<String>,
+    pub(crate) ipv6_prefix: Field<i64>,
+    pub(crate) max_keys: Field<i64>,
+    pub(crate) headers: Field<bool>,
+    pub(crate) backend: Field<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawRedis {
+    pub(crate) url: Field<String>,
+    pub(crate) timeout: Field<DurationText>,
+    pub(crate) failure: Field<String>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 2 }`.
@@ -315,6 +388,8 @@ pub(crate) struct RawRoute {
     pub(crate) strip_prefix: Field<bool>,
     pub(crate) upstream: Field<String>,
     pub(crate) redirect: Field<RawRedirect>,
+    #[serde(rename = "static")]
+    pub(crate) static_files: Field<RawStatic>,
     pub(crate) request_headers: Option<RawHeaderEdits>,
     pub(crate) response_headers: Option<RawHeaderEdits>,
     pub(crate) allow: List,
@@ -323,6 +398,9 @@ pub(crate) struct RawRoute {
     pub(crate) max_body: Field<SizeValue>,
     pub(crate) upstream_host: Field<String>,
     pub(crate) access_log: Field<bool>,
+    pub(crate) compress: Field<bool>,
+    pub(crate) rate_limits: List,
+    pub(crate) idempotent_methods: List,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +412,23 @@ pub(crate) struct RawRedirect {
     pub(crate) to: Field<String>,
     pub(crate) status: Field<i64>,
     pub(crate) preserve_path: Field<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table like { root = \"dist\", spa_fallback = true }"
+)]
+pub(crate) struct RawStatic {
+    pub(crate) root: Field<String>,
+    pub(crate) index: Field<String>,
+    pub(crate) spa_fallback: Field<bool>,
+    pub(crate) serve_hidden: Field<bool>,
+    pub(crate) follow_symlinks_outside: Field<bool>,
+    pub(crate) immutable_patterns: List,
+    pub(crate) cache_control_hashed: Field<String>,
+    pub(crate) cache_control_other: Field<String>,
+    pub(crate) compress: Field<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,7 +516,10 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "hsts" => raw.hsts = section(name, value, diag),
             "log" => raw.log = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),
+            "startup" => raw.startup = section(name, value, diag),
             "upstreams" => raw.upstreams = named(name, value, diag),
+            "rate_limits" => raw.rate_limits = named(name, value, diag),
+            "redis" => raw.redis = section(name, value, diag),
             "routes" => raw.routes = routes(value, diag),
             _ => diag.error(
                 name,

@@ -15,6 +15,7 @@ use super::raw::{
     RawShutdown, RawTimeouts, RawTls,
 };
 use super::validate_acme::acme;
+use super::validate_limits::{rate_limits, redis};
 use super::validate_routes::{routes, upstreams};
 
 const KIB: u64 = 1 << 10;
@@ -43,7 +44,21 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
     let server = server(&raw.server.unwrap_or_default(), ctx);
     let timeouts = timeouts(&raw.timeouts.unwrap_or_default(), ctx);
     let upstreams = upstreams(&raw.upstreams, ctx);
-    let routes = routes(&raw.routes, &upstreams, &server, &timeouts.route, ctx);
+    let redis = raw.redis.as_ref().and_then(|r| redis(r, ctx));
+    let rate_limits = rate_limits(&raw.rate_limits, redis.as_ref(), ctx);
+    let declared_limits: Vec<String> = raw
+        .rate_limits
+        .iter()
+        .map(|named| named.name.get_ref().clone())
+        .collect();
+    let routes = routes(
+        &raw.routes,
+        &upstreams,
+        &declared_limits,
+        &server,
+        &timeouts.route,
+        ctx,
+    );
     let acme = acme(&raw.acme.unwrap_or_default(), &listeners, ctx);
     Config {
         listeners,
@@ -55,9 +70,12 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
         hsts: raw.hsts.map(|h| hsts(&h, ctx)),
         log: log(&raw.log.unwrap_or_default(), ctx),
         shutdown: shutdown(&raw.shutdown.unwrap_or_default(), ctx),
+        startup: super::validate_upstream::startup(&raw.startup.unwrap_or_default(), ctx),
         server,
         timeouts,
         upstreams,
+        rate_limits,
+        redis,
         routes,
     }
 }
@@ -259,6 +277,7 @@ fn server(raw: &RawServer, ctx: &mut Ctx<'_, '_>) -> Server {
         .as_ref()
         .and_then(|v| ctx.header_value("server.server_header", v));
     Server {
+        workers: ctx.int("server.workers", &raw.workers, 0, 0..=1024),
         max_request_header: to_usize(max_request_header),
         max_headers: ctx.int("server.max_headers", &raw.max_headers, 100, 1..=10_000),
         max_uri: to_usize(ctx.size("server.max_uri", &raw.max_uri, 8 * KIB, 1..=MIB)),

@@ -13,6 +13,8 @@ use super::model::{
     Action, HeaderEdits, HostMatch, ReplicaAddr, Route, RouteTimeouts, Server, Upstream,
 };
 use super::raw::{Named, RawHeaderEdits, RawRedirect, RawRoute, RawRouteTimeouts, RawUpstream};
+use super::validate_limits::route_limits;
+use super::validate_static::static_action;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -111,9 +113,21 @@ fn upstream(named: &Named<RawUpstream>, ctx: &mut Ctx<'_, '_>) -> Upstream {
             }
         }
     }
+    let b = super::validate_upstream::balancing(name, raw, ctx);
     Upstream {
         name: name.clone(),
         replicas,
+        policy: b.policy,
+        slow_start: b.slow_start,
+        seed: b.seed,
+        health: b.health,
+        outlier: b.outlier,
+        retry_buffer: b.retry_buffer,
+        retry_budget_percent: b.retry_budget_percent,
+        retry_budget_min: b.retry_budget_min,
+        fail_open: b.fail_open,
+        dns_refresh: b.dns_refresh,
+        nameserver: b.nameserver,
         max_connections: ctx.int(
             &k("max_connections"),
             &raw.max_connections,
@@ -207,6 +221,7 @@ pub(crate) fn parse_host_port(text: &str) -> Result<(String, u16), String> {
 pub(crate) fn routes(
     raw: &[(usize, Spanned<RawRoute>)],
     upstreams: &BTreeMap<String, Upstream>,
+    declared_limits: &[String],
     server: &Server,
     defaults: &RouteTimeouts,
     ctx: &mut Ctx<'_, '_>,
@@ -214,7 +229,15 @@ pub(crate) fn routes(
     let mut routes: Vec<(usize, Route)> = Vec::new();
     for (index, spanned) in raw {
         let base = format!("routes[{index}]");
-        let Some(route) = route(&base, spanned, upstreams, server, defaults, ctx) else {
+        let Some(route) = route(
+            &base,
+            spanned,
+            upstreams,
+            declared_limits,
+            server,
+            defaults,
+            ctx,
+        ) else {
             continue;
         };
         let same_match = routes
@@ -247,6 +270,7 @@ fn route(
     base: &str,
     spanned: &Spanned<RawRoute>,
     upstreams: &BTreeMap<String, Upstream>,
+    declared_limits: &[String],
     server: &Server,
     defaults: &RouteTimeouts,
     ctx: &mut Ctx<'_, '_>,
@@ -267,21 +291,33 @@ fn route(
             p.get_ref().clone()
         }),
     };
-    let action = match (&raw.upstream, &raw.redirect) {
-        (Some(_), Some(redirect)) => {
-            let message = "set either upstream or redirect, not both";
-            ctx.diag
-                .error(k("redirect"), Some(redirect.span()), message);
-            None
-        }
-        (None, None) => {
-            let message = "needs an action: upstream = \"<name>\" or redirect = { to = \"...\" }";
+    let action = match (&raw.upstream, &raw.redirect, &raw.static_files) {
+        (None, None, None) => {
+            let message = "needs an action: upstream = \"<name>\", redirect = { to = \"...\" } \
+                           or static = { root = \"...\" }";
             ctx.diag.error(base, Some(spanned.span()), message);
             None
         }
-        (Some(name), None) => proxy_action(&k("upstream"), name, upstreams, ctx),
-        (None, Some(redirect)) => redirect_action(&k("redirect"), redirect, ctx),
+        (Some(name), None, None) => proxy_action(&k("upstream"), name, upstreams, ctx),
+        (None, Some(redirect), None) => redirect_action(&k("redirect"), redirect, ctx),
+        (None, None, Some(files)) => static_action(&k("static"), files, ctx),
+        (_, redirect, files) => {
+            let (field, span) = match (redirect, files) {
+                (Some(r), _) => ("redirect", r.span()),
+                (None, Some(f)) => ("static", f.span()),
+                (None, None) => ("upstream", spanned.span()),
+            };
+            let message = "set only one of upstream, redirect and static";
+            ctx.diag.error(k(field), Some(span), message);
+            None
+        }
     };
+
+    if let Some(compress) = raw.compress.as_ref().filter(|_| raw.upstream.is_none()) {
+        let message = "compress applies to upstream routes (static routes use static.compress)";
+        ctx.diag
+            .error(k("compress"), Some(compress.span()), message);
+    }
 
     let request_headers = header_edits(&k("request_headers"), &raw.request_headers, true, ctx);
     let response_headers = header_edits(&k("response_headers"), &raw.response_headers, false, ctx);
@@ -289,10 +325,16 @@ fn route(
     let deny = ctx.nets(&k("deny"), &raw.deny);
     let timeouts = route_timeouts(&k("timeouts"), raw.timeouts.as_ref(), defaults, ctx);
     let max_body = ctx.size(&k("max_body"), &raw.max_body, server.max_body, 0..=u64::MAX);
+    let idempotent_methods = super::validate_upstream::idempotent_methods(
+        &k("idempotent_methods"),
+        &raw.idempotent_methods,
+        ctx,
+    );
     let upstream_host = raw
         .upstream_host
         .as_ref()
         .and_then(|v| ctx.header_value(&k("upstream_host"), v));
+    let rate_limits = route_limits(&k("rate_limits"), &raw.rate_limits, declared_limits, ctx);
     let name = match &raw.name {
         Some(name) if name.get_ref().is_empty() => {
             ctx.diag
@@ -324,6 +366,9 @@ fn route(
         max_body,
         upstream_host,
         access_log: ctx.bool(&raw.access_log, true),
+        compress: ctx.bool(&raw.compress, false),
+        rate_limits,
+        idempotent_methods,
     })
 }
 

@@ -1,18 +1,33 @@
-//! Per-replica state that outlives snapshots, and the upstream a route proxies to.
+//! Per-replica state that outlives snapshots: the connection pool, in-flight count, latency
+//! estimate, health flags and probe results.
 //!
-//! A [`Replica`] is keyed by upstream name + address and lives in the [`Registry`] as long as
-//! some snapshot uses it, so a rebuilt snapshot picks up the same connection pool and counters.
+//! A [`Replica`] is keyed by upstream name + address and kept by the
+//! [`Registry`](super::registry::Registry) as long as some snapshot (or an in-flight request)
+//! uses it, so a rebuilt snapshot picks up the same pool, counters and health.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::body::RequestBody;
-use crate::config;
-use crate::upstream::pool::{Pool, PoolSettings};
+use crate::config::HealthMode;
+use crate::upstream::health::ProbeOutcome;
+use crate::upstream::latency::PeakEwma;
+use crate::upstream::outlier::{self, Verdict};
+use crate::upstream::pool::Pool;
+use crate::upstream::registry::UpstreamState;
 
-/// One replica of an upstream: its connection pool and live counters.
+pub use crate::upstream::group::Upstream;
+pub use crate::upstream::registry::Registry;
+
+/// `ejected_until` value meaning: ejected until a readiness probe passes after `release_at`.
+const UNTIL_PROBED: u64 = u64::MAX;
+
+/// One replica of an upstream: its connection pool, live counters and health.
 pub struct Replica {
     /// The upstream's name.
     pub upstream: Arc<str>,
@@ -20,12 +35,76 @@ pub struct Replica {
     pub addr: SocketAddr,
     /// `addr` as text, for logs and metric labels.
     pub label: Arc<str>,
+    /// Stable identity for consistent hashing.
+    pub id: u64,
     /// The replica's HTTP/1.1 connections.
     pub pool: Arc<Pool<RequestBody>>,
+    /// The upstream-wide state it belongs to (settings, clock, siblings).
+    pub state: Arc<UpstreamState>,
     in_flight: AtomicUsize,
+    live: AtomicBool,
+    ready: AtomicBool,
+    draining: AtomicBool,
+    /// Microseconds on the upstream clock; 0 when not ejected.
+    ejected_until: AtomicU64,
+    release_at: AtomicU64,
+    last_release: AtomicU64,
+    failures: AtomicU32,
+    ejections: AtomicU32,
+    ready_since: AtomicU64,
+    latency: PeakEwma,
+    report: Mutex<ProbeReport>,
+    first_round: watch::Sender<bool>,
+    /// Ends the probe task when the replica is dropped.
+    pub(crate) stop: CancellationToken,
+}
+
+/// The latest probe results, for `/admin/upstreams`.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeReport {
+    /// Last liveness probe.
+    pub live: Option<ProbeOutcome>,
+    /// Last readiness probe.
+    pub ready: Option<ProbeOutcome>,
+    /// When the last probe round ended.
+    pub at: Option<SystemTime>,
 }
 
 impl Replica {
+    /// A replica in its initial health: live, and ready only when probes are off or
+    /// `start_ready` is set.
+    pub(crate) fn new(
+        state: Arc<UpstreamState>,
+        addr: SocketAddr,
+        pool: Arc<Pool<RequestBody>>,
+    ) -> Self {
+        let settings = state.settings();
+        let probes_off = settings.health.mode == HealthMode::Off;
+        let label: Arc<str> = addr.to_string().into();
+        Self {
+            upstream: Arc::clone(&state.name),
+            addr,
+            id: super::balancer::hash_bytes(label.as_bytes()),
+            label,
+            pool,
+            in_flight: AtomicUsize::new(0),
+            live: AtomicBool::new(true),
+            ready: AtomicBool::new(probes_off || settings.health.start_ready),
+            draining: AtomicBool::new(false),
+            ejected_until: AtomicU64::new(0),
+            release_at: AtomicU64::new(0),
+            last_release: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ready_since: AtomicU64::new(state.now_us()),
+            latency: PeakEwma::default(),
+            report: Mutex::new(ProbeReport::default()),
+            first_round: watch::Sender::new(probes_off),
+            stop: CancellationToken::new(),
+            state,
+        }
+    }
+
     /// Requests being served by this replica right now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
@@ -35,6 +114,179 @@ impl Replica {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
+    }
+
+    /// Live and ready, not draining, not ejected: may take new requests.
+    pub fn is_eligible(&self, now_us: u64) -> bool {
+        self.live.load(Ordering::Relaxed)
+            && self.ready.load(Ordering::Relaxed)
+            && !self.draining.load(Ordering::Relaxed)
+            && self.ejected_until.load(Ordering::Relaxed) <= now_us
+    }
+
+    /// The `fail_open` fallbacks: `strict` asks for live and not draining, otherwise only not
+    /// draining.
+    pub fn is_usable_failing_open(&self, strict: bool) -> bool {
+        !self.draining.load(Ordering::Relaxed) && (!strict || self.live.load(Ordering::Relaxed))
+    }
+
+    /// Whether the liveness probe last passed.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Whether the readiness probe last passed (or probes are off).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Whether the replica left its upstream and only finishes what it has.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether passive health has taken it out.
+    pub fn is_ejected(&self, now_us: u64) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now_us
+    }
+
+    /// Peak-EWMA latency to the response head, microseconds.
+    pub fn latency_us(&self, now_us: u64) -> f64 {
+        self.latency.get(now_us)
+    }
+
+    /// Slow-start factor in (0, 1]: how far into its ramp a newly ready replica is.
+    pub fn ramp(&self, now_us: u64, slow_start: Option<Duration>) -> f64 {
+        let Some(ramp) = slow_start else { return 1.0 };
+        let since = now_us.saturating_sub(self.ready_since.load(Ordering::Relaxed));
+        let total = ramp.as_micros() as f64;
+        // Never zero, so a ramping replica alone still gets requests.
+        (since as f64 / total).clamp(0.05, 1.0)
+    }
+
+    /// Records the outcome of one exchange: latency on a response head, failure streaks and
+    /// ejection.
+    pub fn record(&self, verdict: Verdict, rtt: Option<Duration>) {
+        let now = self.state.now_us();
+        if let Some(rtt) = rtt {
+            self.latency.observe(rtt.as_micros() as f64, now);
+        }
+        match verdict {
+            Verdict::Neutral => {}
+            Verdict::Success => {
+                if self.failures.load(Ordering::Relaxed) != 0 {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
+            }
+            Verdict::Failure => {
+                let streak = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let settings = self.state.settings();
+                if streak >= settings.outlier.consecutive_failures && !self.is_ejected(now) {
+                    self.eject(now);
+                }
+            }
+        }
+    }
+
+    /// Takes the replica out for a backoff that doubles on repeats, unless too much of the
+    /// pool is out already.
+    fn eject(&self, now: u64) {
+        let settings = self.state.settings();
+        let outlier = &settings.outlier;
+        let siblings = self.state.members();
+        let ejected = siblings.iter().filter(|r| r.is_ejected(now)).count();
+        if !outlier::may_eject(ejected, siblings.len(), outlier.max_ejected_percent) {
+            tracing::debug!(upstream = %self.upstream, replica = %self.label, "not ejected: too much of the pool is out");
+            return;
+        }
+        // A replica that behaved for a whole maximum ejection starts its backoff afresh.
+        let quiet = now.saturating_sub(self.last_release.load(Ordering::Relaxed));
+        if quiet > outlier.max_ejection.as_micros() as u64 {
+            self.ejections.store(0, Ordering::Relaxed);
+        }
+        let nth = self.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let time = outlier::ejection_time(outlier.base_ejection, outlier.max_ejection, nth);
+        let release = now.saturating_add(time.as_micros() as u64);
+        self.release_at.store(release, Ordering::Relaxed);
+        let until = if settings.health.mode == HealthMode::Active {
+            UNTIL_PROBED
+        } else {
+            release
+        };
+        self.ejected_until.store(until, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        tracing::warn!(
+            upstream = %self.upstream,
+            replica = %self.label,
+            ejection = nth,
+            for_ms = time.as_millis() as u64,
+            "replica ejected after consecutive failures"
+        );
+    }
+
+    /// A readiness probe passed: ends an ejection whose backoff is over.
+    pub(crate) fn probe_passed(&self) {
+        let now = self.state.now_us();
+        if self.ejected_until.load(Ordering::Relaxed) == UNTIL_PROBED
+            && now >= self.release_at.load(Ordering::Relaxed)
+        {
+            self.ejected_until.store(0, Ordering::Relaxed);
+            self.last_release.store(now, Ordering::Relaxed);
+            tracing::info!(upstream = %self.upstream, replica = %self.label, "replica back after ejection");
+        }
+    }
+
+    pub(crate) fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::Relaxed);
+        if !live {
+            self.pool.close_idle();
+        }
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        if ready && !self.ready.load(Ordering::Relaxed) {
+            self.ready_since
+                .store(self.state.now_us(), Ordering::Relaxed);
+        }
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Takes the replica out of rotation for good: no new requests, no connection reuse;
+    /// in-flight requests finish.
+    pub fn drain(&self) {
+        if !self.draining.swap(true, Ordering::Relaxed) {
+            self.pool.retire();
+            self.stop.cancel();
+        }
+    }
+
+    pub(crate) fn set_report(&self, report: ProbeReport) {
+        *self.report.lock().unwrap_or_else(PoisonError::into_inner) = report;
+    }
+
+    /// The latest probe results.
+    pub fn report(&self) -> ProbeReport {
+        self.report
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Marks the first probe round as done.
+    pub(crate) fn first_round_done(&self) {
+        self.first_round.send_replace(true);
+    }
+
+    /// Resolves once the first probe round has completed, whatever its result.
+    pub async fn first_round(&self) {
+        let mut rx = self.first_round.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -60,120 +312,5 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// An upstream as compiled into a snapshot.
-#[derive(Debug)]
-pub struct Upstream {
-    /// Its name from the config.
-    pub name: Arc<str>,
-    /// Every replica, in config order (DNS names expanded to their addresses).
-    pub replicas: Vec<Arc<Replica>>,
-    /// Replica indices repeated by weight and interleaved, for weighted round-robin.
-    schedule: Vec<usize>,
-    next: AtomicUsize,
-}
-
-impl Upstream {
-    /// Builds the upstream over already-registered replicas with their weights.
-    pub fn new(name: Arc<str>, replicas: Vec<(Arc<Replica>, u32)>) -> Self {
-        let schedule = interleave(&replicas.iter().map(|(_, w)| *w).collect::<Vec<_>>());
-        Self {
-            name,
-            replicas: replicas.into_iter().map(|(r, _)| r).collect(),
-            schedule,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// The next replica by weighted round-robin.
-    pub fn pick(&self) -> Option<&Arc<Replica>> {
-        if self.schedule.is_empty() {
-            return None;
-        }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.replicas.get(self.schedule[n % self.schedule.len()])
-    }
-}
-
-/// Spreads each index over the schedule in proportion to its weight (smooth weighted
-/// round-robin, as nginx does), so weight 2 vs 1 gives `0 1 0`, not `0 0 1`.
-fn interleave(weights: &[u32]) -> Vec<usize> {
-    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
-    let mut current = vec![0i64; weights.len()];
-    let mut out = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        for (c, &w) in current.iter_mut().zip(weights) {
-            *c += i64::from(w);
-        }
-        let Some((best, _)) = current
-            .iter()
-            .enumerate()
-            .max_by_key(|&(i, c)| (*c, -(i as i64)))
-        else {
-            break;
-        };
-        current[best] -= total;
-        out.push(best);
-    }
-    out
-}
-
-/// A replica's identity: upstream name and address.
-type ReplicaKey = (Arc<str>, SocketAddr);
-
-/// Replicas by identity, kept while any snapshot holds them.
-#[derive(Default)]
-pub struct Registry {
-    replicas: Mutex<HashMap<ReplicaKey, Weak<Replica>>>,
-}
-
-impl Registry {
-    /// The live replica for this identity, or a new one with a fresh pool.
-    pub fn replica(
-        &self,
-        upstream: &config::Upstream,
-        addr: SocketAddr,
-        connect_timeout: Option<std::time::Duration>,
-    ) -> Arc<Replica> {
-        let mut map = self.replicas.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, weak| weak.strong_count() > 0);
-        let key: ReplicaKey = (upstream.name.as_str().into(), addr);
-        if let Some(existing) = map.get(&key).and_then(Weak::upgrade) {
-            return existing;
-        }
-        let settings = PoolSettings {
-            max_connections: upstream.max_connections,
-            queue_timeout: upstream.queue_timeout,
-            idle_timeout: upstream.idle_timeout,
-            connect_timeout,
-            max_response_header: upstream.max_response_header,
-        };
-        let replica = Arc::new(Replica {
-            upstream: Arc::clone(&key.0),
-            addr,
-            label: addr.to_string().into(),
-            pool: Pool::new(addr, settings),
-            in_flight: AtomicUsize::new(0),
-        });
-        map.insert(key, Arc::downgrade(&replica));
-        replica
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::interleave;
-
-    #[test]
-    fn smooth_weighted_schedule() {
-        assert_eq!(interleave(&[1, 1, 1]), vec![0, 1, 2]);
-        assert_eq!(interleave(&[2, 1]), vec![0, 1, 0]);
-        let s = interleave(&[5, 1, 1]);
-        assert_eq!(s.len(), 7);
-        assert_eq!(s.iter().filter(|&&i| i == 0).count(), 5);
-        // Never more than two heavy picks in a row around the light ones.
-        assert_ne!(&s[..3], &[0, 0, 0]);
     }
 }

@@ -77,19 +77,3 @@ pub async fn get_tls_from(
         .await
         .unwrap()
 }
-
-/// One HTTP/1.1 request over a plain connection from a chosen loopback source address.
-pub async fn get_from(src: [u8; 4], addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
-    let tcp = connect_from(src, addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::get(path).header("host", "localhost");
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    collect(sender.send_request(b.body(empty()).unwrap()).await.unwrap())
-        .await
-        .unwrap()
-}

@@ -74,12 +74,12 @@ async fn idle_http2_connection_is_closed() {
     let pki = Pki::new();
     let up = Upstream::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = pki.leaf(dir.path(), "app", &["app.test"]);
-    let template = format!(
-        "[listeners.secure]\nlisten = \"127.0.0.1:{{https}}\"\ntls = true\n\n[timeouts]\nkeepalive_idle = \"300ms\"\n\n[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\n[upstreams.app]\nreplicas = [\"{}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n",
-        cert.display(),
-        key.display(),
-        up.addr
+    let template = tls_config(
+        &pki,
+        dir.path(),
+        "app.test",
+        up.addr,
+        "[timeouts]\nkeepalive_idle = \"300ms\"",
     );
     let gw = Gateway::start(&template).await;
     let mut h2 = h2_client(&pki, gw.addr("https"), "app.test").await;

@@ -41,13 +41,7 @@ async fn h2_gateway() -> (Pki, Upstream, Gateway, tempfile::TempDir) {
     let pki = Pki::new();
     let up = Upstream::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = pki.leaf(dir.path(), "app", &["app.test"]);
-    let template = format!(
-        "[listeners.secure]\nlisten = \"127.0.0.1:{{https}}\"\ntls = true\n\n[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\n[upstreams.app]\nreplicas = [\"{}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n",
-        cert.display(),
-        key.display(),
-        up.addr
-    );
+    let template = tls_config(&pki, dir.path(), "app.test", up.addr, "");
     let gw = Gateway::start(&template).await;
     (pki, up, gw, dir)
 }

@@ -15,7 +15,7 @@ use crate::harness::*;
 
 #[tokio::test]
 async fn refused_upstream_is_502_and_silent_one_is_504() {
-    let gw = Gateway::start(&simple_config(dead_addr(), "")).await;
+    let gw = Gateway::start(&without_probes(simple_config(dead_addr(), ""))).await;
     let r = get(gw.addr("http"), "/", &[]).await.unwrap();
     assert_eq!(r.status, 502);
     assert!(
@@ -33,10 +33,10 @@ async fn refused_upstream_is_502_and_silent_one_is_504() {
             held.push(s);
         }
     });
-    let gw = Gateway::start(&simple_config(
+    let gw = Gateway::start(&without_probes(simple_config(
         addr,
         "timeouts = { upstream_header = \"300ms\" }",
-    ))
+    )))
     .await;
     let r = get(gw.addr("http"), "/", &[]).await.unwrap();
     assert_eq!(r.status, 504);
@@ -62,7 +62,7 @@ async fn sse_events_reach_the_client_as_the_app_writes_them() {
         }
     })
     .await;
-    let gw = Gateway::start(&simple_config(up.addr, "")).await;
+    let gw = Gateway::start(&without_probes(simple_config(up.addr, ""))).await;
     let stream = tokio::net::TcpStream::connect(gw.addr("http"))
         .await
         .unwrap();
@@ -115,7 +115,7 @@ async fn websocket_is_tunnelled_both_ways() {
             });
         }
     });
-    let gw = Gateway::start(&simple_config(addr, "")).await;
+    let gw = Gateway::start(&without_probes(simple_config(addr, ""))).await;
     let tcp = tokio::net::TcpStream::connect(gw.addr("http"))
         .await
         .unwrap();
@@ -161,7 +161,7 @@ async fn reused_connection_closed_by_the_app_is_retried_transparently() {
             });
         }
     });
-    let gw = Gateway::start(&simple_config(addr, "")).await;
+    let gw = Gateway::start(&without_probes(simple_config(addr, ""))).await;
     for _ in 0..20 {
         let r = get(gw.addr("http"), "/", &[]).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
@@ -258,4 +258,53 @@ upstream = "app"
         vec!["a=1; b=2"]
     );
     assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
+}
+
+#[tokio::test]
+async fn a_stalled_upstream_body_is_cut_after_upstream_body_idle() {
+    let up = Upstream::start_raw(|_req| async {
+        let (tx, body) = ChannelBody::channel(1);
+        tokio::spawn(async move {
+            tx.send(Bytes::from_static(b"first")).await.unwrap();
+            // Then nothing, without ending the body.
+            std::future::pending::<()>().await;
+            drop(tx);
+        });
+        Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .unwrap()
+    })
+    .await;
+    let gw = Gateway::start(&without_probes(simple_config(
+        up.addr,
+        "timeouts = { upstream_body_idle = \"300ms\" }",
+    )))
+    .await;
+    let stream = tokio::net::TcpStream::connect(gw.addr("http"))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/download")
+        .header("host", "a.test")
+        .body(empty())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+    // The gateway gives up on the idle upstream: the client sees the body end in an error
+    // (no terminating chunk), not a clean end and not a hang.
+    let end = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .expect("cut in time");
+    assert!(matches!(end, Some(Err(_))), "{end:?}");
 }

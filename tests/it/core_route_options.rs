@@ -88,12 +88,12 @@ async fn hsts_only_on_https_and_only_as_configured() {
     let pki = Pki::new();
     let up = Upstream::ok().await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = pki.leaf(dir.path(), "app", &["app.test"]);
-    let template = format!(
-        "[listeners.public]\nlisten = \"127.0.0.1:{{http}}\"\n[listeners.secure]\nlisten = \"127.0.0.1:{{https}}\"\ntls = true\n\n[hsts]\nmax_age = \"365d\"\n\n[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\n[upstreams.app]\nreplicas = [\"{}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n",
-        cert.display(),
-        key.display(),
-        up.addr
+    let template = tls_config(
+        &pki,
+        dir.path(),
+        "app.test",
+        up.addr,
+        "[listeners.public]\nlisten = \"127.0.0.1:{http}\"\n\n[hsts]\nmax_age = \"365d\"",
     );
     let gw = Gateway::start(&template).await;
     let mut h2 = h2_client(&pki, gw.addr("https"), "app.test").await;

@@ -126,6 +126,9 @@ impl Pki {
 
 use rustls::pki_types::pem::PemObject;
 
+mod apps;
+pub use apps::{App, DnsServer, admin_upstreams, replica_state};
+
 /// A running gateway process.
 pub struct Gateway {
     pub child: Child,
@@ -315,6 +318,13 @@ pub fn empty() -> TestBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// Whether a request is one of the gateway's health probes.
+pub fn is_probe(headers: &HeaderMap) -> bool {
+    headers
+        .get("user-agent")
+        .is_some_and(|v| v.as_bytes() == b"edgeward-health-check")
+}
+
 /// A real HTTP/1.1 upstream on loopback, recording what it receives.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -355,7 +365,10 @@ impl Upstream {
                     headers: parts.headers,
                     body,
                 };
-                record.lock().unwrap().push(s.clone());
+                // Health probes are the gateway's own traffic, not the requests under test.
+                if !is_probe(&s.headers) {
+                    record.lock().unwrap().push(s.clone());
+                }
                 handler(s).await
             }
         })
@@ -582,9 +595,85 @@ pub fn dead_addr() -> SocketAddr {
     addr
 }
 
+/// `config` with active probes off for upstream `app`: for tests whose upstream is not an
+/// app with health endpoints (raw sockets, WebSocket-only servers, counted connections).
+pub fn without_probes(config: String) -> String {
+    config + "\n[upstreams.app.health]\nmode = \"off\"\n"
+}
+
 /// Minimal single-route config over one upstream; `route_extra` goes into the route table.
 pub fn simple_config(up: SocketAddr, route_extra: &str) -> String {
     format!(
         "[listeners.public]\nlisten = \"127.0.0.1:{{http}}\"\n\n[upstreams.app]\nreplicas = [\"{up}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n{route_extra}\n"
+    )
+}
+
+/// A directory of files for static routes: `(path, contents)` pairs, parents created.
+pub fn write_site(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, contents) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, contents).unwrap();
+    }
+    dir
+}
+
+/// One plain listener and one static route at `path` serving `root`; `extra` goes inside
+/// the `static = { ... }` table, e.g. `spa_fallback = true`.
+pub fn static_config(path: &str, root: &Path, extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!(
+        "[listeners.public]\nlisten = \"127.0.0.1:{{http}}\"\n\n[[routes]]\npath = \"{path}\"\nstatic = {{ root = \"{}\"{extra} }}\n",
+        root.display()
+    )
+}
+
+/// One request with `method` over a fresh plain HTTP/1.1 connection.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send_h1(addr, b.body(full(Bytes::new())).unwrap())
+        .await
+        .unwrap()
+}
+
+/// One HTTP/1.1 GET over a fresh connection from a chosen 127.0.0.x source address.
+pub async fn get_from(
+    src: [u8; 4],
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Got, hyper::Error> {
+    let stream = connect_from(src, addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut b = Request::get(path).header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(b.body(full(Bytes::new())).unwrap())
+        .await?;
+    collect(resp).await
+}
+
+/// A TLS listener (`{https}`) with a certificate for `name` from `pki` (written to `dir`), one
+/// upstream and a catch-all route to it; `extra` is appended (more sections).
+pub fn tls_config(pki: &Pki, dir: &Path, name: &str, up: SocketAddr, extra: &str) -> String {
+    let (cert, key) = pki.leaf(dir, "leaf", &[name]);
+    format!(
+        "[listeners.secure]\nlisten = \"127.0.0.1:{{https}}\"\ntls = true\n\n[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\n[upstreams.app]\nreplicas = [\"{up}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n\n{extra}\n",
+        cert.display(),
+        key.display(),
     )
 }

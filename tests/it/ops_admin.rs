@@ -213,7 +213,7 @@ async fn a_full_data_plane_does_not_starve_the_probes() {
     .await;
     let mut gw = Gateway::start(&format!(
         "{}\n[server]\nmax_connections = 3\n\n[probe]\nlisten = \"127.0.0.1:{{probe}}\"\n",
-        simple_config(up.addr, "")
+        without_probes(simple_config(up.addr, ""))
     ))
     .await;
     let data = gw.addr("http");

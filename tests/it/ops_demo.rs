@@ -51,7 +51,8 @@ async fn demo_serves_its_pages_through_the_gateway() {
             "/echo?x=1",
             &[("x-forwarded-for", "6.6.6.6")],
         )
-        .await,
+        .await
+        .unwrap(),
     );
     assert_eq!(echo["path"], "/echo");
     assert_eq!(echo["query"], "x=1");

@@ -143,7 +143,8 @@ async fn fastapi_replicas_see_the_client_scheme_and_root_path() {
             "/api/echo",
             &[("x-forwarded-for", "6.6.6.6")],
         )
-        .await,
+        .await
+        .unwrap(),
     );
     assert_eq!(echo["client_host"], "127.0.0.9");
     assert_eq!(echo["scheme"], "http");

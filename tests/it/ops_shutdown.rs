@@ -307,13 +307,13 @@ async fn sigint_skips_the_propagation_delay() {
 async fn http2_connections_get_goaway_and_finish_their_streams() {
     let pki = Pki::new();
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = pki.leaf(certs.path(), "leaf", &["localhost"]);
     let app = Latched::start().await;
-    let mut gw = Gateway::start(&format!(
-        "[listeners.secure]\nlisten = \"127.0.0.1:{{https}}\"\ntls = true\n\n[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\n[upstreams.app]\nreplicas = [\"{}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"app\"\n\n[shutdown]\npropagation_delay = \"200ms\"\ndrain_timeout = \"20s\"\n",
-        cert.display(),
-        key.display(),
-        app.up.addr
+    let mut gw = Gateway::start(&tls_config(
+        &pki,
+        certs.path(),
+        "localhost",
+        app.up.addr,
+        "[shutdown]\npropagation_delay = \"200ms\"\ndrain_timeout = \"20s\"",
     ))
     .await;
     let https = gw.addr("https");

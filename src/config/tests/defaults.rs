@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::super::{
-    ClientIpHeader, ConfigError, ConfigErrors, LogFormat, load, load_with_env, parse,
+    Action, ClientIpHeader, ConfigError, ConfigErrors, LogFormat, load, load_with_env, parse,
 };
 use super::{FILE, LISTENER, fake_env, no_env, parse_errors, parse_ok};
 
@@ -239,8 +239,19 @@ fn shipped_config_validates_and_matches_the_first_run_story() {
         (app.replicas[0].host.as_str(), app.replicas[0].port),
         ("127.0.0.1", 8000)
     );
-    assert_eq!(config.routes.len(), 1);
-    assert_eq!(config.routes[0].path, "/");
+    let routes: Vec<(&str, bool)> = config
+        .routes
+        .iter()
+        .map(|r| (r.path.as_str(), r.strip_prefix))
+        .collect();
+    assert_eq!(routes, [("/api", true), ("/", false)]);
+    assert!(matches!(&config.routes[0].action, Action::Proxy { upstream } if upstream == "app"));
+    let Action::Static(site) = &config.routes[1].action else {
+        panic!("/ serves the demo site");
+    };
+    assert!(site.root.join("index.html").is_file());
+    assert!(site.root.join(".vite/manifest.json").is_file());
+    assert!(site.spa_fallback);
 }
 
 #[test]

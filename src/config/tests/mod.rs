@@ -9,9 +9,11 @@ mod acme;
 mod defaults;
 mod env;
 mod errors;
+mod limits;
 mod reference;
 mod robust;
 mod routes;
+mod statics;
 mod units;
 
 /// Where test configs pretend to live; relative paths resolve against `/etc/edgeward`.

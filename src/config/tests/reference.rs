@@ -56,6 +56,10 @@ trusted_proxies = ["127.0.0.1"]
 replicas = ["127.0.0.1:8000"]
 [[routes]]
 upstream = "app"
+[rate_limits.app]
+rate = "100/m"
+[redis]
+url = "redis://127.0.0.1:6379"
 [hsts]
 include_subdomains = true
 [probe]
@@ -76,6 +80,9 @@ fn samples(kind: Kind) -> Vec<&'static str> {
         Kind::Url => vec!["https://acme.test/directory"],
         Kind::Fraction => vec!["0.5", "1"],
         Kind::Choice(options) => options.to_vec(),
+        Kind::Rate => vec!["10/s", "5/m"],
+        Kind::LimitKey => vec!["route", "header:x-api-key"],
+        Kind::RedisUrl => vec!["rediss://:secret@cache.internal:6380/2"],
     }
 }
 
@@ -97,7 +104,12 @@ fn every_listed_key_is_accepted_and_takes_effect() {
         let segments: Vec<&str> = path.split('.').collect();
         let var = super::super::keys::env_var_for(&segments);
         let mut changed = false;
-        for sample in samples(key.kind) {
+        let samples = if key.examples.is_empty() {
+            samples(key.kind)
+        } else {
+            key.examples.to_vec()
+        };
+        for sample in samples {
             let env = fake_env(&[(&var, sample)]);
             let config = parse(BASE, Path::new(FILE), &env)
                 .unwrap_or_else(|e| panic!("{var}={sample} was rejected:\n{e}"));
@@ -120,12 +132,14 @@ fn section_fields(header: &str) -> Vec<String> {
         .find(|e| e.key.ends_with("zz_unknown"))
         .expect("unknown field error")
         .message;
-    let expected = message.split("expected").nth(1).expect("expected list");
+    let expected = message.split_once("expected").expect("expected list").1;
     let not_scalar = [
         "trusted_proxies",
         "hosts",
         "certificates",
         "replicas",
+        "health",
+        "outlier",
         "eab",
     ];
     expected
@@ -153,6 +167,11 @@ fn every_scalar_field_of_the_raw_types_is_listed() {
         ("log", "log"),
         ("shutdown", "shutdown"),
         ("upstreams.app", "upstreams.<name>"),
+        ("rate_limits.app", "rate_limits.<name>"),
+        ("redis", "redis"),
+        ("upstreams.app.health", "upstreams.<name>.health"),
+        ("upstreams.app.outlier", "upstreams.<name>.outlier"),
+        ("startup", "startup"),
     ] {
         let fields = section_fields(header);
         assert!(!fields.is_empty(), "{header}");

@@ -192,7 +192,7 @@ fn both_or_neither_action() {
         &error,
         "routes[0].redirect",
         9,
-        "either upstream or redirect",
+        "only one of upstream, redirect and static",
     );
     let error = one_error(&with_routes("[[routes]]\npath = \"/x\"\n"));
     assert_error(&error, "routes[0]", 7, "needs an action");

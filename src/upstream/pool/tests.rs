@@ -374,15 +374,10 @@ async fn a_retry_at_the_cap_makes_room_by_closing_an_idle_connection() {
 
 #[test]
 fn settings_follow_the_upstream_config() {
-    let upstream = crate::config::Upstream {
-        name: "app".into(),
-        replicas: Vec::new(),
-        max_connections: 3,
-        queue_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(4),
-        max_response_header: 65536,
-    };
-    let settings = PoolSettings::for_upstream(&upstream, Some(Duration::from_secs(5)));
+    let text = "[listeners.l]\nlisten = \"127.0.0.1:0\"\n[upstreams.app]\nreplicas = [\"127.0.0.1:1\"]\nmax_connections = 3\n";
+    let config = crate::config::parse(text, std::path::Path::new("/x.toml"), &|_| None).unwrap();
+    let upstream = &config.upstreams["app"];
+    let settings = PoolSettings::for_upstream(upstream, Some(Duration::from_secs(5)));
     assert_eq!(settings.max_connections, 3);
     assert_eq!(settings.queue_timeout, Duration::from_secs(1));
     assert_eq!(settings.idle_timeout, Duration::from_secs(4));

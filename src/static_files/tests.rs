@@ -1,0 +1,125 @@
+//! In-process tests of a static site: the cache, its invalidation, and the revalidation that
+//! covers for missed file-system events.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+
+use super::StaticSite;
+use crate::body::ResponseBody;
+use crate::config::StaticConfig;
+
+fn config(root: &Path) -> StaticConfig {
+    StaticConfig {
+        root: root.to_path_buf(),
+        index: "index.html".to_owned(),
+        spa_fallback: false,
+        serve_hidden: false,
+        follow_symlinks_outside: false,
+        immutable_patterns: Vec::new(),
+        cache_control_hashed: HeaderValue::from_static("public, max-age=31536000, immutable"),
+        cache_control_other: HeaderValue::from_static("no-cache"),
+        compress: true,
+    }
+}
+
+async fn get(site: &StaticSite, path: &str) -> Response<Bytes> {
+    let req = Request::get(path).body(()).unwrap();
+    let resp = site.serve(&req, path, "/").await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        ResponseBody::Full(Some(bytes)) => bytes,
+        other => other.collect().await.unwrap().to_bytes(),
+    };
+    Response::from_parts(parts, body)
+}
+
+#[tokio::test]
+async fn small_files_are_cached_with_their_compressed_copies() {
+    let root = tempfile::tempdir().unwrap();
+    let css = "a { color: red; }\n".repeat(200);
+    std::fs::write(root.path().join("a.css"), &css).unwrap();
+    std::fs::write(root.path().join("b.txt"), "b").unwrap();
+    let site = StaticSite::open_with(&config(root.path()), false).unwrap();
+
+    let first = get(&site, "/a.css").await;
+    let second = get(&site, "/a.css").await;
+    assert_eq!(first.body(), css.as_bytes());
+    // The same buffer: served from memory, not read again.
+    assert_eq!(first.body().as_ptr(), second.body().as_ptr());
+    let entry = site.site.cache.get("a.css").expect("cached");
+    assert!(entry.vary && entry.encoded.iter().all(Option::is_some));
+    let tiny = {
+        get(&site, "/b.txt").await;
+        site.site.cache.get("b.txt").expect("cached")
+    };
+    assert!(!tiny.vary, "too small to compress");
+}
+
+#[tokio::test]
+async fn invalidation_drops_the_file_its_sidecars_and_what_is_below_a_directory() {
+    let root = tempfile::tempdir().unwrap();
+    for path in [
+        "app.js",
+        "app.js2",
+        "docs/index.html",
+        "docs/a.html",
+        "docsx/a.html",
+    ] {
+        let full = root.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, path).unwrap();
+    }
+    let site = StaticSite::open_with(&config(root.path()), false).unwrap();
+    let cache = &site.site.cache;
+    for path in [
+        "/app.js",
+        "/app.js2",
+        "/docs/",
+        "/docs/a.html",
+        "/docsx/a.html",
+    ] {
+        get(&site, path).await;
+    }
+    let cached = |key: &str| cache.get(key).is_some();
+    assert!(
+        ["app.js", "app.js2", "docs/", "docs/a.html", "docsx/a.html"]
+            .iter()
+            .all(|k| cached(k))
+    );
+
+    cache.invalidate("app.js.br");
+    assert!(!cached("app.js") && cached("app.js2"));
+    cache.invalidate("docs");
+    assert!(!cached("docs/") && !cached("docs/a.html") && cached("docsx/a.html"));
+    cache.clear();
+    assert!(!cached("docsx/a.html") && cache.has_room(super::cache::MAX_CACHE_BYTES as u64));
+}
+
+/// Without a watcher, a changed file is still noticed: each entry is checked against the
+/// disk at most once a second.
+#[tokio::test]
+async fn a_change_without_an_event_is_seen_by_revalidation() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("v.json");
+    std::fs::write(&file, "1").unwrap();
+    let site = StaticSite::open_with(&config(root.path()), false).unwrap();
+    assert_eq!(get(&site, "/v.json").await.body(), "1");
+    let entry = site.site.cache.get("v.json").unwrap();
+    assert!(site.site.unchanged(&entry));
+
+    std::fs::write(&file, "2").unwrap();
+    assert!(!site.site.unchanged(&entry), "same size, new mtime");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&site, "/v.json").await.body() != "2" {
+        assert!(Instant::now() < deadline, "the change was never seen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A new sidecar is a change too.
+    let entry = site.site.cache.get("v.json").unwrap();
+    std::fs::write(root.path().join("v.json.gz"), "gz").unwrap();
+    assert!(!site.site.unchanged(&entry));
+}
