@@ -187,6 +187,18 @@ fn handle(
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
+        (&Method::GET | &Method::HEAD, "/admin/acme") if is_admin => {
+            let body = state
+                .shared
+                .get()
+                .and_then(|shared| shared.acme.as_ref().map(|acme| acme.status_json()))
+                .unwrap_or_else(|| "{\"certificates\":[]}".to_owned());
+            let mut resp = text(StatusCode::OK, "");
+            *resp.body_mut() = ResponseBody::Full(Some(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
         (_, "/health/live" | "/health/ready") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }

@@ -100,6 +100,32 @@ impl Acme {
     }
 }
 
+impl Acme {
+    /// [`Acme::list`] as JSON for the admin listener's `/admin/acme`: times as Unix seconds,
+    /// `null` where unknown.
+    pub fn status_json(&self) -> String {
+        let unix = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+        };
+        let certificates: Vec<serde_json::Value> = self
+            .list()
+            .into_iter()
+            .map(|s| {
+                serde_json::json!({
+                    "names": s.names,
+                    "status": s.status.as_str(),
+                    "serial": s.serial_hex,
+                    "not_after_unix": unix(s.not_after),
+                    "next_attempt_unix": unix(s.next_attempt),
+                    "last_error": s.last_error,
+                })
+            })
+            .collect();
+        serde_json::json!({ "certificates": certificates }).to_string()
+    }
+}
+
 /// What every certificate task shares.
 pub(crate) struct Inner {
     pub(crate) config: config::Acme,

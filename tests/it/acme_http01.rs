@@ -125,6 +125,20 @@ async fn http01_certificate_is_served_and_a_restart_orders_nothing() {
     assert!(log.contains("ACME order created"), "{log}");
     assert!(log.contains("served an ACME HTTP-01 challenge"), "{log}");
     assert!(log.contains("ACME certificate issued"), "{log}");
+    let state = get(gw.admin, "/admin/acme", &[]).await.unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state.text()).unwrap();
+    let cert = &state["certificates"][0];
+    assert_eq!(cert["status"], "valid", "{state}");
+    assert_eq!(
+        cert["names"],
+        serde_json::json!(["app.test", "www.app.test"])
+    );
+    assert!(
+        cert["serial"].as_str().is_some_and(|s| !s.is_empty()),
+        "{cert}"
+    );
+    assert!(cert["not_after_unix"].as_u64().is_some(), "{cert}");
+    assert!(cert["last_error"].is_null(), "{cert}");
     let files = pebble::files_under(store.path());
     assert!(
         files

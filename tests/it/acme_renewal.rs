@@ -227,6 +227,28 @@ async fn a_refused_first_order_serves_the_fallback_and_a_restart_waits_for_the_r
     );
     let got = get(local(http_port), "/", &[]).await.unwrap();
     assert_eq!(got.status, 200);
+    // The per-certificate state shows the failure and when the next attempt is allowed.
+    let state = get(gw.admin, "/admin/acme", &[]).await.unwrap();
+    assert_eq!(state.status, 200);
+    let state: serde_json::Value = serde_json::from_str(&state.text()).unwrap();
+    let cert = &state["certificates"][0];
+    assert_eq!(cert["names"], serde_json::json!(["blocked.test"]));
+    assert_eq!(cert["status"], "failed");
+    assert!(cert["serial"].is_null(), "{cert}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // retry_interval is 1h: the next attempt is about an hour away (with jitter).
+    let next = cert["next_attempt_unix"].as_u64().unwrap();
+    assert!(next > now + 3000 && next < now + 4000, "{cert}");
+    assert!(
+        cert["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("blocked.test"),
+        "{cert}"
+    );
     drop(gw);
 
     // A restart (a crash loop) reads the stored retry time and does not ask the CA again.
