@@ -74,6 +74,7 @@ pub(crate) async fn run(inner: Arc<Inner>, index: usize) {
         current: None,
         last_holder: None,
         announced_wait: None,
+        store_down: false,
     };
     task.pick_up_stored().await;
     if task.current.is_none() {
@@ -94,6 +95,8 @@ struct Task {
     last_holder: Option<String>,
     /// The retry time last logged, so a waiting replica logs it once.
     announced_wait: Option<u64>,
+    /// The store failed last time, so its recovery is logged (and the failure only once).
+    store_down: bool,
 }
 
 impl Task {
@@ -129,10 +132,17 @@ impl Task {
                 return wait_poll(config);
             }
             Err(err) => {
-                tracing::warn!(names = ?self.set.names, "ACME store unavailable: {err}");
+                if !self.store_down {
+                    tracing::warn!(names = ?self.set.names, "ACME store unavailable; retrying: {err}");
+                    self.store_down = true;
+                }
                 return wait_poll(config).max(Duration::from_secs(1));
             }
         };
+        if self.store_down {
+            tracing::info!(names = ?self.set.names, "ACME store available again");
+            self.store_down = false;
+        }
         self.last_holder = None;
         let wait = self.with_lock(&lease).await;
         if let Err(err) = self.inner.store.release(&lease).await {
@@ -296,7 +306,9 @@ impl Task {
             Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
             Ok(None) => None,
             Err(err) => {
-                tracing::warn!("cannot read the ACME retry state: {err}");
+                if !self.store_down {
+                    tracing::warn!("cannot read the ACME retry state: {err}");
+                }
                 None
             }
         }
@@ -308,7 +320,10 @@ impl Task {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return,
             Err(err) => {
-                tracing::warn!(names = ?self.set.names, "cannot read the stored certificate: {err}");
+                // While the store is down this repeats every poll: say it once.
+                if !self.store_down {
+                    tracing::warn!(names = ?self.set.names, "cannot read the stored certificate: {err}");
+                }
                 return;
             }
         };
