@@ -168,7 +168,66 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_name, is_token};
+    use std::sync::Arc;
+
+    use super::{Challenges, is_name, is_token};
+    use crate::acme::store::{Backend, DirStore, Store};
+
+    fn challenges(dir: &std::path::Path) -> (Challenges, Arc<Backend>) {
+        let store = Arc::new(Backend::Dir(DirStore::open(dir).unwrap()));
+        (Challenges::new(Arc::clone(&store)), store)
+    }
+
+    #[tokio::test]
+    async fn http01_is_stored_before_memory_and_found_by_other_replicas() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ours, store) = challenges(tmp.path());
+        let (theirs, _) = challenges(tmp.path());
+        ours.publish_http01("tok-1", "tok-1.thumb").await.unwrap();
+        assert_eq!(
+            store
+                .get("challenges/http-01/tok-1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"tok-1.thumb"[..])
+        );
+        assert_eq!(ours.http01("tok-1").await.as_deref(), Some("tok-1.thumb"));
+        // Another replica has nothing in memory and finds it in the store.
+        assert_eq!(theirs.http01("tok-1").await.as_deref(), Some("tok-1.thumb"));
+        ours.withdraw_http01("tok-1").await;
+        assert_eq!(ours.http01("tok-1").await, None);
+        assert_eq!(theirs.http01("tok-1").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_token_is_never_looked_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (challenges, store) = challenges(tmp.path());
+        // "a.b" is a valid store key but not a token: if it were looked up, it would be found.
+        store
+            .put("challenges/http-01/a.b", b"secret")
+            .await
+            .unwrap();
+        assert_eq!(challenges.http01("a.b").await, None);
+        assert_eq!(challenges.http01("..").await, None);
+    }
+
+    #[tokio::test]
+    async fn tls_alpn01_copies_from_the_store_end_with_the_challenge() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ours, _) = challenges(tmp.path());
+        let (theirs, _) = challenges(tmp.path());
+        let digest = [7u8; 32];
+        ours.publish_tls_alpn01("app.test", &digest).await.unwrap();
+        assert!(ours.tls_alpn01("app.test").await.is_some());
+        assert!(theirs.tls_alpn01("app.test").await.is_some());
+        assert!(theirs.tls_alpn01("other.test").await.is_none());
+        assert!(theirs.tls_alpn01("App.Test").await.is_none());
+        ours.withdraw_tls_alpn01("app.test").await;
+        assert!(ours.tls_alpn01("app.test").await.is_none());
+        assert!(theirs.tls_alpn01("app.test").await.is_none());
+    }
 
     #[test]
     fn tokens_are_base64url_only() {
