@@ -24,6 +24,7 @@ pub struct Config {
     pub hsts: Option<Hsts>,
     pub log: Log,
     pub shutdown: Shutdown,
+    pub reload: Reload,
     /// Upstreams by name (sorted, so iteration order is stable).
     pub upstreams: BTreeMap<String, Upstream>,
     /// Routes in file order. `(host, path)` pairs are unique.
@@ -216,6 +217,15 @@ pub struct Shutdown {
     pub drain_timeout: Duration,
     /// Default 10 s.
     pub stream_timeout: Duration,
+}
+
+/// `[reload]`
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// Reload on changes to the config file and certificate files. Default true.
+    pub watch: bool,
+    /// WebSockets of a route removed by a reload are closed after this. Default 30 s.
+    pub removed_route_grace: Duration,
 }
 
 /// `[upstreams.<name>]`

@@ -34,6 +34,7 @@ const SECTIONS: &[&str] = &[
     "hsts",
     "log",
     "shutdown",
+    "reload",
     "upstreams",
     "routes",
 ];
@@ -54,6 +55,7 @@ pub(crate) struct RawConfig {
     pub(crate) hsts: Option<RawHsts>,
     pub(crate) log: Option<RawLog>,
     pub(crate) shutdown: Option<RawShutdown>,
+    pub(crate) reload: Option<RawReload>,
     pub(crate) upstreams: Vec<Named<RawUpstream>>,
     /// With their index in the file, which stays right when an earlier route failed to read.
     pub(crate) routes: Vec<(usize, Spanned<RawRoute>)>,
@@ -186,6 +188,13 @@ pub(crate) struct RawShutdown {
     pub(crate) propagation_delay: Field<DurationText>,
     pub(crate) drain_timeout: Field<DurationText>,
     pub(crate) stream_timeout: Field<DurationText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawReload {
+    pub(crate) watch: Field<bool>,
+    pub(crate) removed_route_grace: Field<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -352,6 +361,7 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "hsts" => raw.hsts = section(name, value, diag),
             "log" => raw.log = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),
+            "reload" => raw.reload = section(name, value, diag),
             "upstreams" => raw.upstreams = named(name, value, diag),
             "routes" => raw.routes = routes(value, diag),
             _ => diag.error(
