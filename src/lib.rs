@@ -43,6 +43,7 @@ pub mod normalize;
 pub mod probe;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod reload;
 pub mod router;
 pub mod service;
 pub mod snapshot;

@@ -77,8 +77,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
+            let (cfg, source) = match edgeward::reload::load_initial(&config) {
+                Ok(loaded) => loaded,
                 Err(errors) => {
                     eprintln!("{errors}");
                     return ExitCode::FAILURE;
@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             };
             init_tracing(cfg.log.format, &cfg.log.level);
             match runtime().and_then(|rt| {
-                rt.block_on(edgeward::app::run(cfg))
+                rt.block_on(edgeward::app::run(cfg, source))
                     .context("edgeward stopped")
             }) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -98,15 +98,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { config } => {
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
+            let (cfg, source) = match edgeward::reload::load_initial(&config) {
+                Ok(loaded) => loaded,
                 Err(errors) => {
                     eprintln!("{errors}");
                     return ExitCode::FAILURE;
                 }
             };
             init_tracing(cfg.log.format, &cfg.log.level);
-            match runtime().and_then(|rt| rt.block_on(demo(cfg))) {
+            match runtime().and_then(|rt| rt.block_on(demo(cfg, source))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
 
 /// Starts the demo app on the `app` upstream's first replica, prints where to look, and runs
 /// the gateway.
-async fn demo(cfg: config::Config) -> anyhow::Result<()> {
+async fn demo(cfg: config::Config, source: edgeward::reload::Source) -> anyhow::Result<()> {
     let replica = cfg
         .upstreams
         .get("app")
@@ -172,7 +172,9 @@ async fn demo(cfg: config::Config) -> anyhow::Result<()> {
         "  http://{}/health/ready   the gateway's readiness (admin listener)",
         cfg.admin.addr
     );
-    edgeward::app::run(cfg).await.context("edgeward stopped")
+    edgeward::app::run(cfg, source)
+        .await
+        .context("edgeward stopped")
 }
 
 /// One runtime thread per core is tokio's default; the worker count can be pinned with
