@@ -161,7 +161,9 @@ async fn handle(
         (&Method::GET | &Method::HEAD, "/health/live") => text(StatusCode::OK, "live\n"),
         (&Method::GET | &Method::HEAD, "/admin/reload") if admin => reload_report(state),
         (&Method::POST, "/admin/reload") if admin => reload_now(state).await,
-        (_, "/admin/reload") if admin => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/admin/reload") if admin => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         (&Method::GET | &Method::HEAD, "/health/ready") => {
             if state.readiness.is_ready() {
                 text(StatusCode::OK, "ready\n")

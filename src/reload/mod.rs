@@ -392,7 +392,13 @@ impl Reloader {
                 }
             }
         }
-        self.retire(applied, previous, gone, generation, config.reload.removed_route_grace);
+        self.retire(
+            applied,
+            previous,
+            gone,
+            generation,
+            config.reload.removed_route_grace,
+        );
         tracing::info!(generation, routes, upstreams, "config reloaded");
 
         applied.hash = hash;

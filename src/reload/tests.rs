@@ -126,7 +126,11 @@ fn dependencies_follow_a_configmap_layout() {
         stamp.join("edgeward.toml"),
     ];
     for path in &expected {
-        assert!(deps.contains(path), "{} missing from {deps:?}", path.display());
+        assert!(
+            deps.contains(path),
+            "{} missing from {deps:?}",
+            path.display()
+        );
     }
     assert!(!deps.contains(&root.join("gateway.log")));
 }
@@ -137,7 +141,10 @@ fn dependencies_of_a_plain_file_are_itself() {
     let root = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::write(root.join("edgeward.toml"), "x").unwrap();
     let deps = dependencies(&root.join("edgeward.toml"));
-    assert_eq!(deps.into_iter().collect::<Vec<_>>(), [root.join("edgeward.toml")]);
+    assert_eq!(
+        deps.into_iter().collect::<Vec<_>>(),
+        [root.join("edgeward.toml")]
+    );
 }
 
 #[tokio::test]
@@ -217,7 +224,10 @@ async fn unchanged_bytes_are_skipped_and_invalid_ones_change_nothing() {
     let answer = reloader.reload(Trigger::Admin).await;
     assert_eq!(answer.config.result, Verdict::Failed);
     let error = &answer.config.errors[0];
-    assert_eq!((error.key.as_str(), error.line), ("routes[0].upstream", Some(13)));
+    assert_eq!(
+        (error.key.as_str(), error.line),
+        ("routes[0].upstream", Some(13))
+    );
     let check = config::load(reloader.path()).unwrap_err();
     assert_eq!(
         answer.config.errors,
@@ -268,16 +278,25 @@ async fn a_removed_route_is_cancelled_after_its_grace_unless_it_comes_back() {
 
     // Removed with a long grace, then back: the same life, never cancelled.
     std::fs::write(reloader.path(), without_ws("1h")).unwrap();
-    assert_eq!(reloader.reload(Trigger::Admin).await.config.result, Verdict::Applied);
+    assert_eq!(
+        reloader.reload(Trigger::Admin).await.config.result,
+        Verdict::Applied
+    );
     assert!(life(&reloader).is_none());
     std::fs::write(reloader.path(), with_ws("1h")).unwrap();
-    assert_eq!(reloader.reload(Trigger::Admin).await.config.result, Verdict::Applied);
+    assert_eq!(
+        reloader.reload(Trigger::Admin).await.config.result,
+        Verdict::Applied
+    );
     assert!(!ws.is_cancelled());
     let back = life(&reloader).unwrap();
 
     // Removed with no grace: cancelled, and the token a tunnel holds sees it.
     std::fs::write(reloader.path(), without_ws("0s")).unwrap();
-    assert_eq!(reloader.reload(Trigger::Admin).await.config.result, Verdict::Applied);
+    assert_eq!(
+        reloader.reload(Trigger::Admin).await.config.result,
+        Verdict::Applied
+    );
     tokio::time::timeout(Duration::from_secs(10), ws.cancelled())
         .await
         .expect("the removed route's token is cancelled");

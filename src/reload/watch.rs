@@ -51,7 +51,9 @@ pub async fn run(reloader: Arc<Reloader>, stop: CancellationToken) {
     let mut watcher = match watcher {
         Ok(w) => w,
         Err(err) => {
-            tracing::warn!("cannot watch the config file ({err}); reload with SIGHUP or POST /admin/reload");
+            tracing::warn!(
+                "cannot watch the config file ({err}); reload with SIGHUP or POST /admin/reload"
+            );
             return;
         }
     };

@@ -22,3 +22,8 @@ mod ops_deploy;
 mod ops_fastapi;
 mod ops_probe;
 mod ops_shutdown;
+#[allow(dead_code)]
+mod reload_helpers;
+mod reload_safety;
+mod reload_streams;
+mod reload_triggers;
