@@ -14,6 +14,7 @@
 //!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
 //! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table.
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
+//!   [`reload`] (file watcher, SIGHUP and `POST /admin/reload`: validate, build, swap),
 //!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
 //!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
 //!
@@ -24,12 +25,13 @@
 //!   service: snapshot.load_full() ─► client identity + request id ─► normalise authority/path
 //!          ─► https redirect? ─► router ─► allow/deny ─┬─► redirect
 //!                                                      └─► proxy: pick replica ─► pool ─► app
-//! side: config ─► Snapshot (ArcSwap) · replica registry (state kept across snapshots)
+//! side: config (+ reload) ─► Snapshot (ArcSwap) · replica registry (state kept across snapshots)
 //!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
 //! A request holds its snapshot until the response head is returned; a streaming response
-//! keeps only its replica's in-flight guard.
+//! keeps only its replica's in-flight guard, and a tunnel that guard and its route's removal
+//! token, so a reload never waits on or pins a long stream.
 
 pub mod admin;
 pub mod app;
