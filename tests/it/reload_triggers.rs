@@ -153,3 +153,40 @@ async fn a_touch_of_an_unchanged_file_is_skipped() {
     assert_eq!(count(&r, "failed"), 0, "{r}");
     assert_eq!(r["generation"], 1, "{r}");
 }
+
+/// The config in a directory of its own, `<dir>/conf/edgeward.toml`.
+fn in_conf_dir(dir: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir(dir.join("conf")).unwrap();
+    let path = dir.join("conf").join("edgeward.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_replaced_config_directory_is_watched_again() {
+    let up = Upstream::ok().await;
+    let gw = Gateway::builder(&tagged_config(up.addr, "a", ""))
+        .layout(in_conf_dir)
+        .start()
+        .await;
+    let conf = gw.config_path.parent().unwrap().to_path_buf();
+
+    // The whole directory replaced (as a deploy tool swapping a release directory does):
+    // the watch on the old one follows it away, so the new one must be found and watched.
+    let staged = conf.with_file_name("conf.new");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::write(
+        staged.join("edgeward.toml"),
+        edited(&gw.config_path, "\"a\"", "\"b\""),
+    )
+    .unwrap();
+    std::fs::rename(&conf, conf.with_file_name("conf.old")).unwrap();
+    std::fs::rename(&staged, &conf).unwrap();
+    assert_applied_once(&gw, "b").await;
+
+    // And the new directory's file is watched.
+    std::fs::write(&gw.config_path, edited(&gw.config_path, "\"b\"", "\"c\"")).unwrap();
+    let r = settled(&gw, 2).await;
+    assert_eq!((count(&r, "applied"), count(&r, "failed")), (2, 0), "{r}");
+    assert_eq!(served_tag(gw.addr("http")).await, "c");
+}
