@@ -4,7 +4,7 @@
 //! files it serves) and runs one reload at a time, whatever triggered it: the file watcher
 //! ([`watch`]), SIGHUP, or `POST /admin/reload`. A reload reads the file once, skips it when
 //! the bytes hash as the applied ones, validates it with [`config::load_text`] (the verdict of
-//! `edgeward check`), rejects changes that need a restart ([`live`]), loads a changed
+//! `edgeward check`), rejects changes that need a restart (`live.rs`), loads a changed
 //! certificate list, builds the snapshot, and only then stores it. Anything that fails leaves
 //! the running config untouched and is logged with file, line and key, counted, and kept as the
 //! last outcome.
