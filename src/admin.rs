@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::ResponseBody;
+use crate::reload::{Reloader, Trigger, Verdict};
 use crate::service::Shared;
 use crate::snapshot::Snapshot;
 
@@ -87,6 +88,8 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     /// The data plane's state, once it exists (the admin listener starts first).
     pub shared: OnceLock<Arc<Shared>>,
+    /// Set once the first snapshot is serving; `/admin/reload` answers 503 until then.
+    pub reloader: std::sync::OnceLock<Arc<Reloader>>,
 }
 
 /// Serves `surface` on `listener` with at most `max_connections` at once, until `stop`.
@@ -121,8 +124,9 @@ pub async fn serve(
         let stop = stop.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let resp = handle(&surface, &state, &req);
-                async move { Ok::<_, Infallible>(resp) }
+                let surface = surface.clone();
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(handle(&surface, &state, &req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -142,7 +146,7 @@ pub async fn serve(
     }
 }
 
-fn handle(
+async fn handle(
     surface: &Surface,
     state: &AdminState,
     req: &Request<Incoming>,
@@ -166,8 +170,14 @@ fn handle(
             return text(StatusCode::FORBIDDEN, "cross-site request refused\n");
         }
     }
+    let admin = matches!(surface, Surface::Admin { .. });
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/health/live") => text(StatusCode::OK, "live\n"),
+        (&Method::GET | &Method::HEAD, "/admin/reload") if admin => reload_report(state),
+        (&Method::POST, "/admin/reload") if admin => reload_now(state).await,
+        (_, "/admin/reload") if admin => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         (&Method::GET | &Method::HEAD, "/health/ready") => {
             if state.readiness.is_ready() {
                 text(StatusCode::OK, "ready\n")
@@ -238,6 +248,40 @@ fn upstreams_json(snapshot: &Snapshot) -> String {
         })
         .collect();
     serde_json::json!({ "upstreams": upstreams }).to_string()
+}
+
+/// `GET /admin/reload`: counts, the last outcomes, the generation serving.
+fn reload_report(state: &AdminState) -> Response<ResponseBody> {
+    match state.reloader.get() {
+        Some(reloader) => json(StatusCode::OK, &reloader.report()),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "not started yet\n"),
+    }
+}
+
+/// `POST /admin/reload`: reloads now and answers with the outcome; 422 when the file was
+/// rejected (the running config is kept).
+async fn reload_now(state: &AdminState) -> Response<ResponseBody> {
+    let Some(reloader) = state.reloader.get() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "not started yet\n");
+    };
+    let answer = reloader.reload(Trigger::Admin).await;
+    let status = match answer.config.result {
+        Verdict::Applied | Verdict::Skipped => StatusCode::OK,
+        Verdict::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    json(status, &answer)
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut resp = Response::new(ResponseBody::Full(Some(Bytes::from(body))));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// Loopback literals, `localhost`, or a configured name; anything else may be a rebinding

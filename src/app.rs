@@ -16,6 +16,7 @@ use crate::admin::{self, AdminState, Readiness, Surface};
 use crate::config::Config;
 use crate::listener::{self, Budget, DataPlane, Listening};
 use crate::ratelimit;
+use crate::reload::{self, CertSlot, Reloader, Source};
 use crate::service::Shared;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::tls::{self, CertStore, HandshakeFailures, TlsError};
@@ -46,14 +47,18 @@ pub enum StartError {
     Signals(io::Error),
 }
 
-/// Runs the gateway until a shutdown signal has been handled.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// Runs the gateway until a shutdown signal has been handled. `source` is where `config` was
+/// read from: reloads read it again.
+pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
     let mut signals = Signals::new().map_err(StartError::Signals)?;
+    // Installed first: SIGHUP's default action ends the process.
+    let hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
     let readiness = Arc::new(Readiness::default());
     let admin_stop = CancellationToken::new();
     let admin_state = Arc::new(AdminState {
         readiness: Arc::clone(&readiness),
         shared: std::sync::OnceLock::new(),
+        reloader: std::sync::OnceLock::new(),
     });
 
     // The admin and probe listeners come up first, so their readiness reports 503 until the
@@ -88,8 +93,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     wait_for_probes(&snapshot, config.startup.probe_timeout, &readiness);
 
     let certs = CertStore::new();
+    let mut cert_slots = Vec::new();
     let tls_config = if config.listeners.iter().any(|l| l.tls) {
-        load_certificates(&config, &certs)?;
+        cert_slots = load_certificates(&config, &certs)?;
         Some(tls::server_config(Arc::clone(&certs), &config.tls)?)
     } else {
         None
@@ -106,6 +112,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         stop_streams: CancellationToken::new(),
     });
     let _ = admin_state.shared.set(Arc::clone(&shared));
+    let reloader = Reloader::new(source, Arc::clone(&config), cert_slots, Arc::clone(&shared));
+    let _ = admin_state.reloader.set(Arc::clone(&reloader));
+    tokio::spawn(reload::watch::run(
+        Arc::clone(&reloader),
+        admin_stop.clone(),
+    ));
+    tokio::spawn(reload::on_hangup(reloader, hangup, admin_stop.clone()));
     let plane = Arc::new(DataPlane {
         shared: Arc::clone(&shared),
         budget: Budget::new(
@@ -137,7 +150,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             } else {
                 None
             },
-            proxy_protocol: l.proxy_protocol.then(|| l.trusted_proxies.clone()),
+            proxy_protocol: l.proxy_protocol,
         });
         tracing::info!(listener = %l.name, addr = %l.addr, tls = l.tls, "listening");
         tokio::spawn(listener::accept_loop(Arc::clone(&plane), socket, this));
@@ -145,7 +158,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     readiness.listeners_bound();
     tracing::info!(admin = %config.admin.addr, "edgeward ready");
 
-    shutdown(&config, &mut signals, &readiness, &plane).await;
+    shutdown(&mut signals, &readiness, &plane).await;
     admin_stop.cancel();
     Ok(())
 }
@@ -219,8 +232,9 @@ fn wait_for_probes(snapshot: &Snapshot, limit: Duration, readiness: &Arc<Readine
     });
 }
 
-/// File certificates, or the self-signed fallback when none are configured.
-fn load_certificates(config: &Config, certs: &CertStore) -> Result<(), StartError> {
+/// File certificates, or the self-signed fallback when none are configured. Returns the file
+/// certificates, which reloads compare against.
+fn load_certificates(config: &Config, certs: &CertStore) -> Result<Vec<CertSlot>, StartError> {
     if config.tls.certificates.is_empty() {
         let names: Vec<String> = config
             .routes
@@ -233,14 +247,11 @@ fn load_certificates(config: &Config, certs: &CertStore) -> Result<(), StartErro
         // `self_signed` logs where the certificate is kept (or that it is only in memory).
         let (cert, _origin) = tls::self_signed(&config.tls.self_signed_dir, &names)?;
         certs.set_self_signed(cert);
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let mut loaded = Vec::new();
-    for c in &config.tls.certificates {
-        loaded.push((tls::load_pem_files(&c.cert, &c.key)?, c.default));
-    }
-    certs.set_files(loaded);
-    Ok(())
+    let slots = reload::load_certificates(&config.tls.certificates).map_err(|(_, e)| e)?;
+    reload::publish_certificates(certs, &slots);
+    Ok(slots)
 }
 
 fn bind_plain(
@@ -287,14 +298,11 @@ impl Signals {
 /// accepting, ask connections to finish, wait for requests up to `drain_timeout` and for
 /// streams and tunnels up to `stream_timeout`, then end what is left cleanly. A second signal
 /// at any point exits at once.
-async fn shutdown(
-    config: &Config,
-    signals: &mut Signals,
-    readiness: &Readiness,
-    plane: &DataPlane,
-) {
+async fn shutdown(signals: &mut Signals, readiness: &Readiness, plane: &DataPlane) {
     let term = signals.next().await;
     readiness.drain();
+    // The shutdown settings of the config running now: reloads may have changed them.
+    let config = Arc::clone(&plane.shared.snapshot.load().config);
     let delay = if term {
         config.shutdown.propagation_delay
     } else {

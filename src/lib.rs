@@ -17,6 +17,7 @@
 //! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table;
 //!   [`compress`]: optional on-the-fly compression of proxied responses.
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
+//!   [`reload`] (file watcher, SIGHUP and `POST /admin/reload`: validate, build, swap),
 //!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
 //!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
 //!
@@ -28,13 +29,14 @@
 //!          ─► https redirect? ─► router ─► allow/deny ─► rate limits ─┬─► static files (cache / disk)
 //!                                                                     ├─► redirect
 //!                                                                     └─► proxy: pick replica ─► pool ─► app
-//! side: config ─► Snapshot (ArcSwap) · replica and limiter registries (state kept across
-//!       snapshots) · Redis for shared limits
+//! side: config (+ reload) ─► Snapshot (ArcSwap) · replica and limiter registries (state kept
+//!       across snapshots) · Redis for shared limits
 //!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
 //! A request holds its snapshot until the response head is returned; a streaming response
-//! keeps only its replica's in-flight guard.
+//! keeps only its replica's in-flight guard, and a tunnel that guard and its route's removal
+//! token, so a reload never waits on or pins a long stream.
 
 pub mod admin;
 pub mod app;
@@ -50,6 +52,7 @@ pub mod probe;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod ratelimit;
+pub mod reload;
 pub mod router;
 pub mod service;
 pub mod snapshot;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use ipnet::IpNet;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -221,8 +220,9 @@ pub struct Listening {
     pub name: Arc<str>,
     /// TLS acceptor when this listener terminates TLS.
     pub tls: Option<TlsAcceptor>,
-    /// Peers allowed to send a PROXY header, when the listener requires one.
-    pub proxy_protocol: Option<Vec<IpNet>>,
+    /// Require a PROXY header from the listener's trusted proxies (read from the snapshot,
+    /// so a reload can change who they are).
+    pub proxy_protocol: bool,
 }
 
 /// Process-wide data-plane state the accept loops need.
@@ -342,7 +342,8 @@ async fn serve(
     let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
 
     let mut client = SocketAddr::new(canonical_ip(remote.ip()), remote.port());
-    if let Some(trusted) = &this.proxy_protocol {
+    if this.proxy_protocol {
+        let trusted = &snap.listeners[this.index].trusted_proxies;
         if !trusted.iter().any(|net| net.contains(&client.ip())) {
             tracing::debug!(listener = %this.name, peer = %remote, "PROXY header required from a trusted proxy; closing");
             return;

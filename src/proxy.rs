@@ -1,6 +1,7 @@
 //! Proxying one request: decide on the body before touching it, rewrite the head in place,
 //! pick a replica, send, and rewrite the response. Upgrades become tracked tunnels.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::error::{RequestError, UpstreamFailure};
 use crate::forwarded::{self, ForwardCtx, Resolved};
 use crate::normalize::{self, Authority};
 use crate::service::{Conn, Shared};
-use crate::snapshot::Route;
+use crate::snapshot::{Route, RouteId, RouteLife};
 use crate::tunnel;
 use crate::upstream::outlier::{self, Verdict};
 use crate::upstream::pool::ErrorKind;
@@ -47,6 +48,8 @@ pub struct Forward<'a> {
     pub request_id: &'a HeaderValue,
     /// Server-wide settings from the request's snapshot.
     pub server: &'a crate::config::Server,
+    /// Route lives from the request's snapshot: an upgrade takes its route's removal token.
+    pub route_lives: &'a HashMap<RouteId, RouteLife>,
 }
 
 /// Sends the request to a replica; returns the response for the client and the replica label.
@@ -64,6 +67,7 @@ pub async fn forward(
         path,
         request_id,
         server,
+        route_lives,
     } = ctx;
     let (mut parts, body) = req.into_parts();
 
@@ -224,12 +228,19 @@ pub async fn forward(
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client) = client_upgrade {
             let upstream_io = hyper::upgrade::on(&mut resp);
+            // Every route of a snapshot has a life; the default (never cancelled) only
+            // guards against a broken invariant.
+            let removed = route_lives
+                .get(&route.id)
+                .map(|life| life.removed.clone())
+                .unwrap_or_default();
             tunnel::spawn(
                 shared,
                 client,
                 upstream_io,
                 route.timeouts.tunnel_idle,
                 guard,
+                removed,
             );
             let (mut head, _) = resp.into_parts();
             forwarded::rewrite_response(&mut head.headers, true);

@@ -234,6 +234,7 @@ async fn pipeline(
                 path: &path,
                 request_id: rec.request_id.as_ref().expect("set above"),
                 server: &snap.config.server,
+                route_lives: &snap.route_lives,
             };
             let (mut resp, replica) = proxy::forward(ctx, req).await?;
             rec.replica = Some(replica);

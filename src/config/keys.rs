@@ -153,6 +153,8 @@ pub(crate) const KEYS: &[KeyInfo] = &[
     key("shutdown.propagation_delay", Duration, "\"5s\"", "After SIGTERM, keep serving this long while load balancers notice."),
     key("shutdown.drain_timeout", Duration, "\"30s\"", "Then wait this long for in-flight requests."),
     key("shutdown.stream_timeout", Duration, "\"10s\"", "Grace for long-lived streams (WebSocket, SSE) once draining."),
+    key("reload.watch", Bool, "true", "Reload when the config file or a certificate file changes (SIGHUP and `POST /admin/reload` always work)."),
+    key("reload.removed_route_grace", Duration, "\"30s\"", "WebSockets of a route that a reload removed are closed after this."),
     key("upstreams.<name>.max_connections", Int, "256", "Open connections per replica."),
     key("upstreams.<name>.queue_timeout", Duration, "\"1s\"", "Waiting for a free connection slot longer than this gets 503."),
     key("upstreams.<name>.idle_timeout", Duration, "\"4s\"", "Idle pooled connections close after this (below uvicorn's 5s)."),

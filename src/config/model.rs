@@ -25,6 +25,7 @@ pub struct Config {
     pub log: Log,
     pub shutdown: Shutdown,
     pub startup: Startup,
+    pub reload: Reload,
     /// Upstreams by name (sorted, so iteration order is stable).
     pub upstreams: BTreeMap<String, Upstream>,
     /// Named rate limits by name (sorted).
@@ -232,6 +233,15 @@ pub struct Startup {
     /// Longest wait for every upstream's first probe round before reporting ready; default
     /// 10 s.
     pub probe_timeout: Duration,
+}
+
+/// `[reload]`
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// Reload on changes to the config file and certificate files. Default true.
+    pub watch: bool,
+    /// WebSockets of a route removed by a reload are closed after this. Default 30 s.
+    pub removed_route_grace: Duration,
 }
 
 /// `[upstreams.<name>]`

@@ -35,6 +35,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "shutdown",
     "startup",
+    "reload",
     "upstreams",
     "rate_limits",
     "redis",
@@ -58,6 +59,7 @@ pub(crate) struct RawConfig {
     pub(crate) log: Option<RawLog>,
     pub(crate) shutdown: Option<RawShutdown>,
     pub(crate) startup: Option<RawStartup>,
+    pub(crate) reload: Option<RawReload>,
     pub(crate) upstreams: Vec<Named<RawUpstream>>,
     pub(crate) rate_limits: Vec<Named<RawRateLimit>>,
     pub(crate) redis: Option<RawRedis>,
@@ -193,6 +195,13 @@ pub(crate) struct RawShutdown {
     pub(crate) propagation_delay: Field<DurationText>,
     pub(crate) drain_timeout: Field<DurationText>,
     pub(crate) stream_timeout: Field<DurationText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawReload {
+    pub(crate) watch: Field<bool>,
+    pub(crate) removed_route_grace: Field<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -448,6 +457,7 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "log" => raw.log = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),
             "startup" => raw.startup = section(name, value, diag),
+            "reload" => raw.reload = section(name, value, diag),
             "upstreams" => raw.upstreams = named(name, value, diag),
             "rate_limits" => raw.rate_limits = named(name, value, diag),
             "redis" => raw.redis = section(name, value, diag),

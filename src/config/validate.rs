@@ -8,11 +8,11 @@ use std::time::Duration;
 use super::fields::{Ctx, is_host_name};
 use super::model::{
     Admin, CertificateFiles, ClientIpHeader, Config, Hsts, Http2, Listener, Log, LogFormat, Probe,
-    RouteTimeouts, Server, Shutdown, Timeouts, Tls,
+    Reload, RouteTimeouts, Server, Shutdown, Timeouts, Tls,
 };
 use super::raw::{
-    Named, RawAdmin, RawConfig, RawHsts, RawHttp2, RawListener, RawLog, RawProbe, RawServer,
-    RawShutdown, RawTimeouts, RawTls,
+    Named, RawAdmin, RawConfig, RawHsts, RawHttp2, RawListener, RawLog, RawProbe, RawReload,
+    RawServer, RawShutdown, RawTimeouts, RawTls,
 };
 use super::validate_limits::{rate_limits, redis};
 use super::validate_routes::{routes, upstreams};
@@ -68,6 +68,7 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
         log: log(&raw.log.unwrap_or_default(), ctx),
         shutdown: shutdown(&raw.shutdown.unwrap_or_default(), ctx),
         startup: super::validate_upstream::startup(&raw.startup.unwrap_or_default(), ctx),
+        reload: reload(&raw.reload.unwrap_or_default(), ctx),
         server,
         timeouts,
         upstreams,
@@ -516,6 +517,19 @@ fn shutdown(raw: &RawShutdown, ctx: &mut Ctx<'_, '_>) -> Shutdown {
             "shutdown.stream_timeout",
             &raw.stream_timeout,
             secs(10),
+            true,
+        ),
+    }
+}
+
+fn reload(raw: &RawReload, ctx: &mut Ctx<'_, '_>) -> Reload {
+    Reload {
+        watch: ctx.bool(&raw.watch, true),
+        // Zero is legitimate: close a removed route's WebSockets at once.
+        removed_route_grace: ctx.duration(
+            "reload.removed_route_grace",
+            &raw.removed_route_grace,
+            Duration::from_secs(30),
             true,
         ),
     }

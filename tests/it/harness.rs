@@ -146,6 +146,7 @@ pub struct GatewayBuilder {
     env: Vec<(String, String)>,
     wait_ready: bool,
     subcommand: &'static str,
+    layout: Option<fn(&Path, &str) -> PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -156,6 +157,14 @@ impl GatewayBuilder {
 
     pub fn no_wait(mut self) -> Self {
         self.wait_ready = false;
+        self
+    }
+
+    /// Writes the filled-in config with `layout(dir, text)`, which returns the path to pass
+    /// as `--config` (e.g. a symlink into a ConfigMap-style directory), instead of
+    /// `<dir>/edgeward.toml`.
+    pub fn layout(mut self, layout: fn(&Path, &str) -> PathBuf) -> Self {
+        self.layout = Some(layout);
         self
     }
 
@@ -182,8 +191,14 @@ impl GatewayBuilder {
                 ports["admin"]
             ));
         }
-        let config_path = dir.path().join("edgeward.toml");
-        std::fs::write(&config_path, &text).unwrap();
+        let config_path = match self.layout {
+            Some(layout) => layout(dir.path(), &text),
+            None => {
+                let path = dir.path().join("edgeward.toml");
+                std::fs::write(&path, &text).unwrap();
+                path
+            }
+        };
         let log_path = dir.path().join("gateway.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeward"));
@@ -220,6 +235,7 @@ impl Gateway {
             env: Vec::new(),
             wait_ready: true,
             subcommand: "run",
+            layout: None,
         }
     }
 

@@ -24,6 +24,11 @@ mod ops_probe;
 mod ops_shutdown;
 mod ratelimit_local;
 mod ratelimit_redis;
+#[allow(dead_code)]
+mod reload_helpers;
+mod reload_safety;
+mod reload_streams;
+mod reload_triggers;
 mod static_caching;
 mod static_compression;
 mod static_serving;
