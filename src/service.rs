@@ -161,7 +161,10 @@ async fn pipeline(
         return Err(RequestError::UriTooLong(max_uri));
     }
     let authority = normalize::effective_authority(req.version(), req.uri(), req.headers())?;
-    let path = normalize::normalize_path(req.uri().path())?.into_owned();
+    // A clone of the target is a reference-count bump; it lets the normalised path borrow
+    // from it (no allocation when the path is already normal) while the request moves on.
+    let target = req.uri().clone();
+    let path = normalize::normalize_path(target.path())?;
 
     if let Some(redirect) = &policy.redirect_https {
         if snap.router.knows_host(&authority.host) || shared.certs.covers(&authority.host) {
