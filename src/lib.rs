@@ -12,8 +12,10 @@
 //!   ([`router`]), apply the route's rate limits ([`ratelimit`]), act.
 //! - [`static_files`]: a route's directory served from beneath its root, hashed names cached
 //!   for a year, the rest revalidated; small files from memory, large ones streamed.
-//! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
-//!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
+//! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]: balancer over the
+//!   live, ready, not ejected replicas; probes, outlier ejection, retry budget, DNS refresh),
+//!   send it over the replica's pool, rewrite the response; upgrades become tracked tunnels
+//!   ([`tunnel`]).
 //! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table;
 //!   [`compress`]: optional on-the-fly compression of proxied responses.
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
@@ -30,7 +32,7 @@
 //!                                                                     ├─► redirect
 //!                                                                     └─► proxy: pick replica ─► pool ─► app
 //! side: config (+ reload) ─► Snapshot (ArcSwap) · replica and limiter registries (state kept
-//!       across snapshots) · Redis for shared limits
+//!       across snapshots) · health probes and DNS refresh per replica · Redis for shared limits
 //!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
