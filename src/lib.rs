@@ -36,6 +36,7 @@
 //! A request holds its snapshot until the response head is returned; a streaming response
 //! keeps only its replica's in-flight guard.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod body;
@@ -45,6 +46,7 @@ pub mod demo;
 pub mod error;
 pub mod forwarded;
 pub mod listener;
+pub mod metrics;
 pub mod normalize;
 pub mod probe;
 pub mod proxy;
@@ -54,6 +56,8 @@ pub mod router;
 pub mod service;
 pub mod snapshot;
 pub mod static_files;
+pub mod status;
 pub mod tls;
+pub mod trace_context;
 pub mod tunnel;
 pub mod upstream;

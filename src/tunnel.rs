@@ -14,20 +14,23 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::metrics::OpenGuard;
 use crate::service::Shared;
 use crate::upstream::replica::InFlight;
 
 /// Starts the tunnel once both sides have upgraded. `idle` closes it after no traffic either
-/// way; the replica guard is held for the tunnel's life.
+/// way; the replica guard and the open-connection gauge guard are held for the tunnel's life.
 pub fn spawn(
     shared: &Shared,
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Option<Duration>,
     guard: InFlight,
+    open: OpenGuard,
 ) {
     let stop = shared.stop_streams.clone();
     shared.tunnels.spawn(async move {
+        let _open = open;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(err) => {
