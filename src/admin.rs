@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::ResponseBody;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::service::Shared;
 use crate::snapshot::Snapshot;
 use crate::status::{self, StatusPage};
@@ -203,12 +203,12 @@ fn handle(
             resp
         }
         (&Method::GET | &Method::HEAD, "/metrics") if serves_metrics => {
+            let accept = req.headers().get(http::header::ACCEPT);
+            let (body, content_type) = state.metrics.encode_for(accept.map(|a| a.as_bytes()));
             let mut resp = text(StatusCode::OK, "");
-            *resp.body_mut() = ResponseBody::Full(Some(Bytes::from(state.metrics.encode())));
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(metrics::CONTENT_TYPE),
-            );
+            *resp.body_mut() = ResponseBody::Full(Some(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
         }
         (&Method::GET | &Method::HEAD, "/admin/status") if is_admin => {

@@ -250,12 +250,14 @@ fn certificates(encoder: &mut DescriptorEncoder, certs: &CertStore) -> Result<()
 }
 
 fn tls(encoder: &mut DescriptorEncoder, handshakes: &HandshakeFailures) -> Result<(), fmt::Error> {
-    counters(
-        encoder,
-        "tls_handshakes",
-        "Completed TLS handshakes",
-        [([("", ""); 0], handshakes.handshakes_ok())],
-    )?;
+    encoder
+        .encode_descriptor(
+            "tls_handshakes",
+            "Completed TLS handshakes",
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, u64, u64>(&handshakes.handshakes_ok(), None)?;
     counters(
         encoder,
         "tls_handshake_failures",

@@ -32,7 +32,8 @@ pub struct HistogramSnapshot {
     pub sum: f64,
     /// Observations.
     pub count: u64,
-    /// `(upper bound in seconds, cumulative count)`, ending with `+Inf`.
+    /// `(upper bound in seconds, count in this bucket alone)`, ending with `+Inf`; the
+    /// encoder makes them cumulative.
     pub buckets: Vec<(f64, u64)>,
 }
 
@@ -50,20 +51,21 @@ impl DurationHistogram {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
-    /// Cumulative buckets, sum and count, read now.
+    /// Buckets, sum and count, read now.
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut cumulative = 0;
+        let mut count = 0;
         let mut buckets = Vec::with_capacity(BUCKETS_US.len() + 1);
         for (i, bucket) in self.buckets.iter().enumerate() {
-            cumulative += bucket.load(Ordering::Relaxed);
+            let n = bucket.load(Ordering::Relaxed);
+            count += n;
             let upper = BUCKETS_US
                 .get(i)
                 .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
-            buckets.push((upper, cumulative));
+            buckets.push((upper, n));
         }
         HistogramSnapshot {
             sum: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
-            count: cumulative,
+            count,
             buckets,
         }
     }
@@ -226,7 +228,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative_and_bounds_inclusive() {
+    fn histogram_bounds_are_inclusive() {
         let h = DurationHistogram::default();
         h.observe(Duration::from_micros(500));
         h.observe(Duration::from_micros(501));
@@ -234,9 +236,9 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s.count, 3);
         assert_eq!(s.buckets[0], (0.0005, 1));
-        assert_eq!(s.buckets[1], (0.001, 2));
-        assert_eq!(s.buckets[BUCKETS_US.len() - 1].1, 2);
-        assert_eq!(*s.buckets.last().unwrap(), (f64::INFINITY, 3));
+        assert_eq!(s.buckets[1], (0.001, 1));
+        assert_eq!(s.buckets[BUCKETS_US.len() - 1].1, 0);
+        assert_eq!(*s.buckets.last().unwrap(), (f64::INFINITY, 1));
         assert!((s.sum - 120.001001).abs() < 1e-9);
     }
 

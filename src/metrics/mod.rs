@@ -27,7 +27,6 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 pub use hot::{DurationHistogram, ReplicaMetrics, RouteMetrics, UpstreamMetrics};
@@ -231,11 +230,13 @@ impl Metrics {
             "Open data-plane connections by listener and protocol",
             connections.clone(),
         );
-        registry.register(
-            "build",
-            "Build information",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
-        );
+        // A gauge rather than an OpenMetrics `info`: the Prometheus text format, which
+        // promtool and older scrapers read, has no `info` type.
+        let build_info = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+        build_info
+            .get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register("build_info", "Build information; always 1", build_info);
         let sources = Arc::new(Sources::default());
         registry.register_collector(Box::new(Arc::clone(&sources)));
         let started = SystemTime::now();
@@ -310,6 +311,56 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The exposition in the format the client asked for: OpenMetrics when `accept` names it
+    /// (Prometheus servers do), else the classic Prometheus text format (curl, promtool,
+    /// older scrapers). Returns the body and its `Content-Type`.
+    pub fn encode_for(&self, accept: Option<&[u8]>) -> (String, &'static str) {
+        let text = self.encode();
+        let wants_openmetrics = accept.is_some_and(|a| {
+            a.windows(b"application/openmetrics-text".len())
+                .any(|w| w.eq_ignore_ascii_case(b"application/openmetrics-text"))
+        });
+        if wants_openmetrics {
+            (text, CONTENT_TYPE)
+        } else {
+            (to_classic(&text), CLASSIC_CONTENT_TYPE)
+        }
+    }
+}
+
+/// OpenMetrics text to the classic Prometheus text format: a counter family's HELP and TYPE
+/// name its `_total` samples, and there are no `# UNIT` or `# EOF` lines.
+pub fn to_classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|rest| ("# HELP ", rest))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("# TYPE ", rest)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(kind);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Seconds since the Unix epoch, with a fraction.
@@ -320,6 +371,9 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `Content-Type` of the classic Prometheus text format.
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,13 @@ use super::*;
 fn exposition_has_build_info_and_reload_hooks() {
     let m = Metrics::new();
     let text = m.encode();
-    assert!(text.contains("edgeward_build_info{version=\""), "{text}");
+    assert!(
+        text.contains(&format!(
+            "edgeward_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
     assert!(text.ends_with("# EOF\n"));
     assert!(m.last_reload().is_none());
 
@@ -56,4 +62,23 @@ fn route_counters_carry_over_by_name() {
         0,
         "dropped with its last user"
     );
+}
+
+#[test]
+fn classic_format_names_counter_samples_and_drops_openmetrics_lines() {
+    let m = Metrics::new();
+    m.record_reload(ReloadOutcome::Applied, None);
+    let (om, om_type) = m.encode_for(Some(
+        b"application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+    ));
+    assert_eq!(om_type, CONTENT_TYPE);
+    assert!(om.contains("# TYPE edgeward_config_reloads counter\n"));
+    let (text, text_type) = m.encode_for(None);
+    assert_eq!(text_type, CLASSIC_CONTENT_TYPE);
+    assert!(
+        text.contains("# HELP edgeward_config_reloads_total Config reload attempts by outcome")
+    );
+    assert!(text.contains("# TYPE edgeward_config_reloads_total counter\n"));
+    assert!(text.contains("edgeward_config_reloads_total{outcome=\"applied\"} 1\n"));
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
 }
