@@ -104,10 +104,11 @@ async fn requests_are_counted_by_route_method_and_status_class() {
         6.0
     );
     assert_eq!(after[&format!("edgeward_replica_ready{{{replica}}}")], 1.0);
-    assert_eq!(
-        after[r#"edgeward_open_connections{listener="public",protocol="h1"}"#],
-        0.0
-    );
+    let open = r#"edgeward_open_connections{listener="public",protocol="h1"}"#;
+    eventually_async("every client connection closed", || async {
+        scrape(gw.admin).await.get(open) == Some(&0.0)
+    })
+    .await;
 
     // Bounded labels: no paths, queries, request ids or client addresses.
     let text = get(gw.admin, "/metrics", &[]).await.unwrap().text();
