@@ -19,6 +19,10 @@
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
 //!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
 //!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
+//! - Observability: [`metrics`] (atomics resolved per route and replica, labelled at scrape
+//!   time), [`access_log`] (one line per request, written in batches by its own thread),
+//!   [`trace_context`] (W3C `traceparent` kept or started), [`status`] (the admin status
+//!   page and its JSON).
 //!
 //! # Request flow
 //!
@@ -30,7 +34,8 @@
 //!                                                                     └─► proxy: pick replica ─► pool ─► app
 //! side: config ─► Snapshot (ArcSwap) · replica and limiter registries (state kept across
 //!       snapshots) · Redis for shared limits
-//!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
+//!       · admin/probe listeners (health, /metrics, status page) · access log writer thread
+//!       · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
 //! A request holds its snapshot until the response head is returned; a streaming response

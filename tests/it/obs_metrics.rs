@@ -217,3 +217,65 @@ async fn counting_can_be_turned_off_and_the_probe_listener_can_serve_metrics() {
     let r = get(gw.addr("probe"), "/metrics", &[]).await.unwrap();
     assert_eq!(r.status, 404, "probe.metrics defaults to off");
 }
+
+#[tokio::test]
+async fn series_of_a_replica_that_left_its_pool_are_removed() {
+    let ip = |last| std::net::Ipv4Addr::new(127, 0, 0, last);
+    let first = App::start_on(SocketAddr::from((ip(2), 0))).await;
+    let port = first.addr.port();
+    let second = App::start_on(SocketAddr::from((ip(3), port))).await;
+    let dns = DnsServer::start(&[ip(2), ip(3)]).await;
+    let gw = Gateway::start(&format!(
+        r#"
+[listeners.public]
+listen = "127.0.0.1:{{http}}"
+
+[upstreams.app]
+replicas = ["app.test:{port}"]
+policy = "round_robin"
+nameserver = "{}"
+dns_refresh = "100ms"
+
+[upstreams.app.health]
+interval = "100ms"
+
+[[routes]]
+path = "/"
+upstream = "app"
+"#,
+        dns.addr
+    ))
+    .await;
+    for _ in 0..4 {
+        assert_eq!(get(gw.addr("http"), "/", &[]).await.unwrap().status, 200);
+    }
+    let count = |addr: SocketAddr| {
+        format!(
+            "edgeward_upstream_request_duration_seconds_count{{upstream=\"app\",replica=\"{addr}\"}}"
+        )
+    };
+    let m = scrape(gw.admin).await;
+    assert_eq!((m[&count(first.addr)], m[&count(second.addr)]), (2.0, 2.0));
+
+    dns.set(&[ip(3)]);
+    eventually_async("the vanished replica leaves /metrics", || async {
+        !scrape(gw.admin)
+            .await
+            .keys()
+            .any(|k| k.contains(&format!("replica=\"{}\"", first.addr)))
+    })
+    .await;
+    let m = scrape(gw.admin).await;
+    assert_eq!(
+        m[&count(second.addr)],
+        2.0,
+        "the remaining replica keeps its counts"
+    );
+    assert_eq!(
+        m[&format!(
+            "edgeward_replica_ready{{upstream=\"app\",replica=\"{}\"}}",
+            second.addr
+        )],
+        1.0
+    );
+}
