@@ -12,13 +12,16 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access_log::AccessLog;
 use crate::admin::{self, AdminState, Readiness, Surface};
 use crate::config::Config;
 use crate::listener::{self, Budget, DataPlane, Listening};
+use crate::metrics::Metrics;
 use crate::ratelimit;
 use crate::reload::{self, CertSlot, Reloader, Source};
 use crate::service::Shared;
 use crate::snapshot::{BuildError, Snapshot};
+use crate::status::StatusPage;
 use crate::tls::{self, CertStore, HandshakeFailures, TlsError};
 use crate::upstream::replica::Registry;
 
@@ -45,6 +48,15 @@ pub enum StartError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    /// The access log file could not be opened.
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog {
+        /// `log.access_log_file`.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Runs the gateway until a shutdown signal has been handled. `source` is where `config` was
@@ -55,11 +67,24 @@ pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
     let hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
     let readiness = Arc::new(Readiness::default());
     let admin_stop = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
     let admin_state = Arc::new(AdminState {
         readiness: Arc::clone(&readiness),
         shared: std::sync::OnceLock::new(),
         reloader: std::sync::OnceLock::new(),
+        metrics: Arc::clone(&metrics),
+        page: StatusPage::build(),
     });
+    let access_log = AccessLog::start(config.log.access_log_file.clone(), config.log.format)
+        .map_err(|source| StartError::AccessLog {
+            path: config
+                .log
+                .access_log_file
+                .as_ref()
+                .map_or_else(|| "stdout".to_owned(), |p| p.display().to_string()),
+            source,
+        })?;
+    reopen_on_sigusr1(access_log.clone()).map_err(StartError::Signals)?;
 
     // The admin and probe listeners come up first, so their readiness reports 503 until the
     // data plane is bound.
@@ -78,7 +103,9 @@ pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
         let l = bind_plain("probe listener", probe.addr)?;
         tokio::spawn(admin::serve(
             l,
-            Surface::Probe,
+            Surface::Probe {
+                metrics: probe.metrics,
+            },
             Arc::clone(&admin_state),
             probe.max_connections,
             admin_stop.clone(),
@@ -110,6 +137,8 @@ pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
         tunnels: TaskTracker::new(),
         streams: TaskTracker::new(),
         stop_streams: CancellationToken::new(),
+        metrics: Arc::clone(&metrics),
+        access_log: access_log.clone(),
     });
     let _ = admin_state.shared.set(Arc::clone(&shared));
     let reloader = Reloader::new(source, Arc::clone(&config), cert_slots, Arc::clone(&shared));
@@ -119,13 +148,15 @@ pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
         admin_stop.clone(),
     ));
     tokio::spawn(reload::on_hangup(reloader, hangup, admin_stop.clone()));
+    let handshakes = Arc::new(HandshakeFailures::new());
+    metrics.attach(&shared, &handshakes);
     let plane = Arc::new(DataPlane {
         shared: Arc::clone(&shared),
         budget: Budget::new(
             config.server.max_connections,
             config.server.max_connections_per_ip,
         ),
-        handshakes: Arc::new(HandshakeFailures::new()),
+        handshakes,
         open: listener::OpenConns::default(),
         conns: TaskTracker::new(),
         stop_accepting: CancellationToken::new(),
@@ -151,6 +182,7 @@ pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
                 None
             },
             proxy_protocol: l.proxy_protocol,
+            gauges: metrics.connection_gauges(&l.name),
         });
         tracing::info!(listener = %l.name, addr = %l.addr, tls = l.tls, "listening");
         tokio::spawn(listener::accept_loop(Arc::clone(&plane), socket, this));
@@ -160,6 +192,18 @@ pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
 
     shutdown(&mut signals, &readiness, &plane).await;
     admin_stop.cancel();
+    access_log.close();
+    Ok(())
+}
+
+/// logrotate moves the file, then sends SIGUSR1: the writer reopens the path.
+fn reopen_on_sigusr1(log: AccessLog) -> io::Result<()> {
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            log.reopen();
+        }
+    });
     Ok(())
 }
 

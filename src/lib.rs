@@ -22,6 +22,10 @@
 //!   [`reload`] (file watcher, SIGHUP and `POST /admin/reload`: validate, build, swap),
 //!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
 //!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
+//! - Observability: [`metrics`] (atomics resolved per route and replica, labelled at scrape
+//!   time), [`access_log`] (one line per request, written in batches by its own thread),
+//!   [`trace_context`] (W3C `traceparent` kept or started), [`status`] (the admin status
+//!   page and its JSON).
 //!
 //! # Request flow
 //!
@@ -33,13 +37,15 @@
 //!                                                                     └─► proxy: pick replica ─► pool ─► app
 //! side: config (+ reload) ─► Snapshot (ArcSwap) · replica and limiter registries (state kept
 //!       across snapshots) · health probes and DNS refresh per replica · Redis for shared limits
-//!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
+//!       · admin/probe listeners (health, /metrics, status page) · access log writer thread
+//!       · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
 //! A request holds its snapshot until the response head is returned; a streaming response
 //! keeps only its replica's in-flight guard, and a tunnel that guard and its route's removal
 //! token, so a reload never waits on or pins a long stream.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod body;
@@ -49,6 +55,7 @@ pub mod demo;
 pub mod error;
 pub mod forwarded;
 pub mod listener;
+pub mod metrics;
 pub mod normalize;
 pub mod probe;
 pub mod proxy;
@@ -59,6 +66,8 @@ pub mod router;
 pub mod service;
 pub mod snapshot;
 pub mod static_files;
+pub mod status;
 pub mod tls;
+pub mod trace_context;
 pub mod tunnel;
 pub mod upstream;

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::forwarded::{Peer, canonical_ip};
+use crate::metrics::{self, ConnGauges};
 use crate::proxy_protocol;
 use crate::service::{self, Conn, Shared};
 use crate::tls::HandshakeFailures;
@@ -223,6 +224,8 @@ pub struct Listening {
     /// Require a PROXY header from the listener's trusted proxies (read from the snapshot,
     /// so a reload can change who they are).
     pub proxy_protocol: bool,
+    /// Open-connection gauges of this listener, by protocol.
+    pub gauges: ConnGauges,
 }
 
 /// Process-wide data-plane state the accept loops need.
@@ -377,6 +380,7 @@ async fn serve(
             remote: client,
             proto,
             life: Lifecycle::new(settings.max_requests),
+            gauges: this.gauges.clone(),
         })
     };
 
@@ -436,6 +440,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _registered = plane.open.register(&conn);
+    let _open = conn.gauges.open(metrics::Protocol::H1);
     let close = conn.life.close.clone();
     let shared = Arc::clone(&plane.shared);
     let svc = service_fn(move |req| service::handle(Arc::clone(&shared), Arc::clone(&conn), req));
@@ -457,6 +462,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _registered = plane.open.register(&conn);
+    let _open = conn.gauges.open(metrics::Protocol::H2);
     let close = conn.life.close.clone();
     let idle = Some((Arc::clone(&conn), s.keepalive_idle));
     let shared = Arc::clone(&plane.shared);

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, ClientIpHeader, Config, HeaderEdits, RouteTimeouts};
+use crate::metrics::RouteMetrics;
 use crate::ratelimit::{self, Limiter};
 use crate::router::Router;
 use crate::static_files::StaticSite;
@@ -32,6 +33,9 @@ pub struct Snapshot {
     pub listeners: Vec<ListenerPolicy>,
     /// `Strict-Transport-Security` value for HTTPS responses, when configured.
     pub hsts: Option<HeaderValue>,
+    /// Counters of requests no route answered (404, HTTPS redirects, bad targets); `None`
+    /// when `metrics.enabled = false`.
+    pub unrouted: Option<Arc<RouteMetrics>>,
     /// Each route's life across snapshots, by identity. Only upgrades look here: a tunnel
     /// keeps its route's token, not the snapshot.
     pub route_lives: HashMap<RouteId, RouteLife>,
@@ -128,6 +132,9 @@ pub struct Route {
     pub limit_key: u64,
     /// Methods retried after sending besides GET, HEAD, OPTIONS, PUT, DELETE.
     pub idempotent_methods: Vec<http::Method>,
+    /// Request counters, resolved here so a request only touches atomics; carried across
+    /// snapshots by name. `None` when `metrics.enabled = false`.
+    pub metrics: Option<Arc<RouteMetrics>>,
 }
 
 impl Route {
@@ -325,6 +332,10 @@ impl Snapshot {
                     .collect(),
                 limit_key: ratelimit::stable_hash(r.name.as_bytes()),
                 idempotent_methods: r.idempotent_methods.clone(),
+                metrics: config
+                    .metrics
+                    .enabled
+                    .then(|| registry.routes.route(&r.name)),
             };
             router.insert(r.host.as_ref(), &r.path, Arc::new(route));
         }
@@ -361,6 +372,7 @@ impl Snapshot {
             HeaderValue::try_from(v).expect("digits and ASCII words are a valid header value")
         });
 
+        let unrouted = config.metrics.enabled.then(|| registry.routes.unrouted());
         Ok(Self {
             generation,
             config,
@@ -369,6 +381,7 @@ impl Snapshot {
             listeners,
             hsts,
             route_lives,
+            unrouted,
         })
     }
 

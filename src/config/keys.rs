@@ -150,6 +150,9 @@ pub(crate) const KEYS: &[KeyInfo] = &[
         ..key("log.level", Str, "\"info\"", "`EnvFilter` directives, e.g. `info,edgeward=debug`.")
     },
     key("log.access_log", Bool, "true", "Log one line per request."),
+    key("log.log_query", Bool, "false", "Add the query string to access log lines (it may carry tokens)."),
+    key("log.access_log_file", Path, "stdout", "Write access log lines to this file (reopened on SIGUSR1) instead of stdout."),
+    key("metrics.enabled", Bool, "true", "Count requests for `/metrics` and the status page."),
     key("shutdown.propagation_delay", Duration, "\"5s\"", "After SIGTERM, keep serving this long while load balancers notice."),
     key("shutdown.drain_timeout", Duration, "\"30s\"", "Then wait this long for in-flight requests."),
     key("shutdown.stream_timeout", Duration, "\"10s\"", "Grace for long-lived streams (WebSocket, SSE) once draining."),

@@ -23,6 +23,7 @@ pub struct Config {
     pub tls: Tls,
     pub hsts: Option<Hsts>,
     pub log: Log,
+    pub metrics: Metrics,
     pub shutdown: Shutdown,
     pub startup: Startup,
     pub reload: Reload,
@@ -208,6 +209,18 @@ pub struct Log {
     pub level: String,
     /// Access log on (default true).
     pub access_log: bool,
+    /// Add the query string to access log lines (default false: it may carry tokens).
+    pub log_query: bool,
+    /// Access log file, reopened on SIGUSR1; `None` writes to stdout.
+    pub access_log_file: Option<PathBuf>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Count requests per route and replica (default true). Off, `/metrics` still serves the
+    /// state gauges (replicas, certificates, connections) but no request counts.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

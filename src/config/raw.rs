@@ -33,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "tls",
     "hsts",
     "log",
+    "metrics",
     "shutdown",
     "startup",
     "reload",
@@ -57,6 +58,7 @@ pub(crate) struct RawConfig {
     /// Present (even empty) means HSTS is on.
     pub(crate) hsts: Option<RawHsts>,
     pub(crate) log: Option<RawLog>,
+    pub(crate) metrics: Option<RawMetrics>,
     pub(crate) shutdown: Option<RawShutdown>,
     pub(crate) startup: Option<RawStartup>,
     pub(crate) reload: Option<RawReload>,
@@ -187,6 +189,14 @@ pub(crate) struct RawLog {
     pub(crate) format: Field<String>,
     pub(crate) level: Field<String>,
     pub(crate) access_log: Field<bool>,
+    pub(crate) log_query: Field<bool>,
+    pub(crate) access_log_file: Field<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawMetrics {
+    pub(crate) enabled: Field<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -455,6 +465,7 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "tls" => raw.tls = section(name, value, diag),
             "hsts" => raw.hsts = section(name, value, diag),
             "log" => raw.log = section(name, value, diag),
+            "metrics" => raw.metrics = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),
             "startup" => raw.startup = section(name, value, diag),
             "reload" => raw.reload = section(name, value, diag),

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use super::fields::{Ctx, is_host_name};
 use super::model::{
-    Admin, CertificateFiles, ClientIpHeader, Config, Hsts, Http2, Listener, Log, LogFormat, Probe,
-    Reload, RouteTimeouts, Server, Shutdown, Timeouts, Tls,
+    Admin, CertificateFiles, ClientIpHeader, Config, Hsts, Http2, Listener, Log, LogFormat,
+    Metrics, Probe, Reload, RouteTimeouts, Server, Shutdown, Timeouts, Tls,
 };
 use super::raw::{
-    Named, RawAdmin, RawConfig, RawHsts, RawHttp2, RawListener, RawLog, RawProbe, RawReload,
-    RawServer, RawShutdown, RawTimeouts, RawTls,
+    Named, RawAdmin, RawConfig, RawHsts, RawHttp2, RawListener, RawLog, RawMetrics, RawProbe,
+    RawReload, RawServer, RawShutdown, RawTimeouts, RawTls,
 };
 use super::validate_limits::{rate_limits, redis};
 use super::validate_routes::{routes, upstreams};
@@ -66,6 +66,7 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
         tls: tls(&raw.tls.unwrap_or_default(), ctx),
         hsts: raw.hsts.map(|h| hsts(&h, ctx)),
         log: log(&raw.log.unwrap_or_default(), ctx),
+        metrics: metrics(&raw.metrics.unwrap_or_default(), ctx),
         shutdown: shutdown(&raw.shutdown.unwrap_or_default(), ctx),
         startup: super::validate_upstream::startup(&raw.startup.unwrap_or_default(), ctx),
         reload: reload(&raw.reload.unwrap_or_default(), ctx),
@@ -499,6 +500,25 @@ fn log(raw: &RawLog, ctx: &mut Ctx<'_, '_>) -> Log {
         format,
         level,
         access_log: ctx.bool(&raw.access_log, true),
+        log_query: ctx.bool(&raw.log_query, false),
+        access_log_file: match &raw.access_log_file {
+            Some(file) if file.get_ref().is_empty() => {
+                ctx.diag.error(
+                    "log.access_log_file",
+                    Some(file.span()),
+                    "must not be empty",
+                );
+                None
+            }
+            Some(file) => Some(ctx.base_dir.join(file.get_ref())),
+            None => None,
+        },
+    }
+}
+
+fn metrics(raw: &RawMetrics, ctx: &mut Ctx<'_, '_>) -> Metrics {
+    Metrics {
+        enabled: ctx.bool(&raw.enabled, true),
     }
 }
 

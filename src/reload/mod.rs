@@ -33,6 +33,7 @@ use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigErrors};
+use crate::metrics::ReloadOutcome;
 use crate::service::Shared;
 use crate::snapshot::{RouteId, RouteLife, Snapshot};
 
@@ -366,6 +367,16 @@ impl Reloader {
                     );
                 }
             }
+        }
+        // A skipped reload (same bytes) is no reload: metrics count applied and failed ones.
+        let metrics = &self.shared.metrics;
+        match result {
+            Verdict::Applied => metrics.record_reload(ReloadOutcome::Applied, None),
+            Verdict::Failed => metrics.record_reload(
+                ReloadOutcome::Failed,
+                outcome.errors.first().map(ToString::to_string),
+            ),
+            Verdict::Skipped => {}
         }
         let mut status = self.lock_status();
         status.config.counts.count(result);

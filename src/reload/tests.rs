@@ -212,6 +212,9 @@ async fn reloader(text: &str) -> (tempfile::TempDir, Arc<Reloader>) {
         tunnels: TaskTracker::new(),
         streams: TaskTracker::new(),
         stop_streams: CancellationToken::new(),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        access_log: crate::access_log::AccessLog::start(None, crate::config::LogFormat::Text)
+            .unwrap(),
     });
     let reloader = Reloader::new(source, config, Vec::new(), shared);
     (dir, reloader)

@@ -693,3 +693,33 @@ pub fn tls_config(pki: &Pki, dir: &Path, name: &str, up: SocketAddr, extra: &str
         key.display(),
     )
 }
+
+/// `GET /metrics` on `addr` as a map from series (name and labels, as printed) to value.
+pub async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let r = get(addr, "/metrics", &[]).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs `promtool check metrics` on `text`; `None` when promtool is not installed.
+pub fn promtool_check(text: &str) -> Option<(bool, String)> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Some((out.status.success(), report))
+}
