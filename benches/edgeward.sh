@@ -1,7 +1,9 @@
 # Load-benchmark candidate for ../shared/bench (see benches/README.md): edgeward on the shipped
 # defaults for everything the job does not turn off (request ids, forwarding headers), with
 # the access log off as for every candidate.
-# Build first: cargo build --release. EDGEWARD_BIN overrides the binary.
+# Build first: cargo build --release. EDGEWARD_BIN overrides the binary. Variant candidates
+# (benches/edgeward-*.sh) set EDGEWARD_ROUTE_EXTRA (keys for the /api route) and
+# EDGEWARD_CONFIG_EXTRA (more sections) and source this file.
 
 CAND_FEATURES="http tls h2 static"
 CAND_DESC="edgeward, shipped defaults, server.workers = 1"
@@ -42,14 +44,19 @@ level = "warn"
 [upstreams.api]
 replicas = [${replicas}]
 max_connections = 512
+# The job asks for round-robin; the shipped default is p2c_ewma.
+policy = "round_robin"
 
 [[routes]]
 path = "/api"
 upstream = "api"
+${EDGEWARD_ROUTE_EXTRA:-}
 
 [[routes]]
 path = "/assets"
 static = { root = "$BENCH_STATIC_DIR/assets" }
+
+${EDGEWARD_CONFIG_EXTRA:-}
 EOF2
   exec "$(_edgeward_bin)" run --config "$W/edgeward.toml"
 }

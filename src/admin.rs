@@ -2,7 +2,9 @@
 //! limited or redirected. Both serve `/health/live` and `/health/ready`; the admin listener
 //! also guards against DNS rebinding (`Host` check), requires the token when set, and rejects
 //! cross-site `Origin` on state-changing requests, and serves `GET /admin/upstreams`: every
-//! upstream and replica with its health, load and last probe results, as JSON.
+//! upstream and replica with its health, load and last probe results, as JSON; `GET /metrics`
+//! (also on the probe listener with `probe.metrics = true`); and the status page, `GET /`,
+//! with its data at `GET /admin/status`.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -11,7 +13,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN,
+    REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -21,8 +26,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::ResponseBody;
+use crate::metrics::Metrics;
+use crate::reload::{Reloader, Trigger, Verdict};
 use crate::service::Shared;
 use crate::snapshot::Snapshot;
+use crate::status::{self, StatusPage};
 
 /// The gateway's own readiness: a latch released when config is loaded, certificates are
 /// available, every listener is bound and every upstream's first probe round has run (or
@@ -77,8 +85,11 @@ pub enum Surface {
         /// Required bearer token.
         token: Option<Arc<str>>,
     },
-    /// The probe listener: health endpoints only.
-    Probe,
+    /// The probe listener: health endpoints, and `/metrics` when `metrics` is set.
+    Probe {
+        /// `probe.metrics`.
+        metrics: bool,
+    },
 }
 
 /// State the admin handlers read.
@@ -87,6 +98,12 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     /// The data plane's state, once it exists (the admin listener starts first).
     pub shared: OnceLock<Arc<Shared>>,
+    /// Set once the first snapshot is serving; `/admin/reload` answers 503 until then.
+    pub reloader: std::sync::OnceLock<Arc<Reloader>>,
+    /// The metrics `/metrics` encodes.
+    pub metrics: Arc<Metrics>,
+    /// The status page, assembled (and its policy hashed) at startup.
+    pub page: StatusPage,
 }
 
 /// Serves `surface` on `listener` with at most `max_connections` at once, until `stop`.
@@ -121,8 +138,9 @@ pub async fn serve(
         let stop = stop.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let resp = handle(&surface, &state, &req);
-                async move { Ok::<_, Infallible>(resp) }
+                let surface = surface.clone();
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(handle(&surface, &state, &req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -142,12 +160,13 @@ pub async fn serve(
     }
 }
 
-fn handle(
+async fn handle(
     surface: &Surface,
     state: &AdminState,
     req: &Request<Incoming>,
 ) -> Response<ResponseBody> {
     let is_admin = matches!(surface, Surface::Admin { .. });
+    let serves_metrics = is_admin || matches!(surface, Surface::Probe { metrics: true });
     if let Surface::Admin { hosts, token } = surface {
         if !host_allowed(req, hosts) {
             return text(StatusCode::MISDIRECTED_REQUEST, "unknown host\n");
@@ -166,8 +185,14 @@ fn handle(
             return text(StatusCode::FORBIDDEN, "cross-site request refused\n");
         }
     }
+    let admin = matches!(surface, Surface::Admin { .. });
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/health/live") => text(StatusCode::OK, "live\n"),
+        (&Method::GET | &Method::HEAD, "/admin/reload") if admin => reload_report(state),
+        (&Method::POST, "/admin/reload") if admin => reload_now(state).await,
+        (_, "/admin/reload") if admin => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         (&Method::GET | &Method::HEAD, "/health/ready") => {
             if state.readiness.is_ready() {
                 text(StatusCode::OK, "ready\n")
@@ -199,11 +224,48 @@ fn handle(
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             resp
         }
+        (&Method::GET | &Method::HEAD, "/metrics") if serves_metrics => {
+            let accept = req.headers().get(http::header::ACCEPT);
+            let (body, content_type) = state.metrics.encode_for(accept.map(|a| a.as_bytes()));
+            let mut resp = text(StatusCode::OK, "");
+            *resp.body_mut() = ResponseBody::Full(Some(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        }
+        (&Method::GET | &Method::HEAD, "/admin/status") if is_admin => {
+            let shared = state.shared.get().map(|s| &**s);
+            let status = status::status(shared, &state.metrics, state.readiness.is_ready());
+            let body = serde_json::to_vec(&status).unwrap_or_default();
+            let mut resp = text(StatusCode::OK, "");
+            *resp.body_mut() = ResponseBody::Full(Some(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        (&Method::GET | &Method::HEAD, "/") if is_admin => status_page(&state.page),
         (_, "/health/live" | "/health/ready") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The status page with its policy: only its own hashed style and script, fetches only to
+/// this listener, never framed.
+fn status_page(page: &StatusPage) -> Response<ResponseBody> {
+    let mut resp = text(StatusCode::OK, "");
+    *resp.body_mut() = ResponseBody::Full(Some(page.html.clone()));
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CONTENT_SECURITY_POLICY, page.csp.clone());
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
 }
 
 /// Every upstream and replica of `snapshot` with its health, load and last probe results.
@@ -250,6 +312,40 @@ fn upstreams_json(snapshot: &Snapshot) -> String {
         })
         .collect();
     serde_json::json!({ "upstreams": upstreams }).to_string()
+}
+
+/// `GET /admin/reload`: counts, the last outcomes, the generation serving.
+fn reload_report(state: &AdminState) -> Response<ResponseBody> {
+    match state.reloader.get() {
+        Some(reloader) => json(StatusCode::OK, &reloader.report()),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "not started yet\n"),
+    }
+}
+
+/// `POST /admin/reload`: reloads now and answers with the outcome; 422 when the file was
+/// rejected (the running config is kept).
+async fn reload_now(state: &AdminState) -> Response<ResponseBody> {
+    let Some(reloader) = state.reloader.get() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "not started yet\n");
+    };
+    let answer = reloader.reload(Trigger::Admin).await;
+    let status = match answer.config.result {
+        Verdict::Applied | Verdict::Skipped => StatusCode::OK,
+        Verdict::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    json(status, &answer)
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut resp = Response::new(ResponseBody::Full(Some(Bytes::from(body))));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// Loopback literals, `localhost`, or a configured name; anything else may be a rebinding

@@ -12,12 +12,16 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access_log::AccessLog;
 use crate::admin::{self, AdminState, Readiness, Surface};
 use crate::config::Config;
 use crate::listener::{self, Budget, DataPlane, Listening};
+use crate::metrics::Metrics;
 use crate::ratelimit;
+use crate::reload::{self, CertSlot, Reloader, Source};
 use crate::service::Shared;
 use crate::snapshot::{BuildError, Snapshot};
+use crate::status::StatusPage;
 use crate::tls::{self, CertStore, HandshakeFailures, TlsError};
 use crate::upstream::replica::Registry;
 
@@ -47,17 +51,43 @@ pub enum StartError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    /// The access log file could not be opened.
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog {
+        /// `log.access_log_file`.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// Runs the gateway until a shutdown signal has been handled.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// Runs the gateway until a shutdown signal has been handled. `source` is where `config` was
+/// read from: reloads read it again.
+pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
     let mut signals = Signals::new().map_err(StartError::Signals)?;
+    // Installed first: SIGHUP's default action ends the process.
+    let hangup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
     let readiness = Arc::new(Readiness::default());
     let admin_stop = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
     let admin_state = Arc::new(AdminState {
         readiness: Arc::clone(&readiness),
         shared: std::sync::OnceLock::new(),
+        reloader: std::sync::OnceLock::new(),
+        metrics: Arc::clone(&metrics),
+        page: StatusPage::build(),
     });
+    let access_log = AccessLog::start(config.log.access_log_file.clone(), config.log.format)
+        .map_err(|source| StartError::AccessLog {
+            path: config
+                .log
+                .access_log_file
+                .as_ref()
+                .map_or_else(|| "stdout".to_owned(), |p| p.display().to_string()),
+            source,
+        })?;
+    reopen_on_sigusr1(access_log.clone()).map_err(StartError::Signals)?;
 
     // The admin and probe listeners come up first, so their readiness reports 503 until the
     // data plane is bound.
@@ -76,7 +106,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let l = bind_plain("probe listener", probe.addr)?;
         tokio::spawn(admin::serve(
             l,
-            Surface::Probe,
+            Surface::Probe {
+                metrics: probe.metrics,
+            },
             Arc::clone(&admin_state),
             probe.max_connections,
             admin_stop.clone(),
@@ -91,8 +123,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     wait_for_probes(&snapshot, config.startup.probe_timeout, &readiness);
 
     let certs = CertStore::new();
+    let mut cert_slots = Vec::new();
     let tls_config = if config.listeners.iter().any(|l| l.tls) {
-        load_certificates(&config, &certs)?;
+        cert_slots = load_certificates(&config, &certs)?;
         Some(tls::server_config(Arc::clone(&certs), &config.tls)?)
     } else {
         None
@@ -110,15 +143,26 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tunnels: TaskTracker::new(),
         streams: TaskTracker::new(),
         stop_streams: CancellationToken::new(),
+        metrics: Arc::clone(&metrics),
+        access_log: access_log.clone(),
     });
     let _ = admin_state.shared.set(Arc::clone(&shared));
+    let reloader = Reloader::new(source, Arc::clone(&config), cert_slots, Arc::clone(&shared));
+    let _ = admin_state.reloader.set(Arc::clone(&reloader));
+    tokio::spawn(reload::watch::run(
+        Arc::clone(&reloader),
+        admin_stop.clone(),
+    ));
+    tokio::spawn(reload::on_hangup(reloader, hangup, admin_stop.clone()));
+    let handshakes = Arc::new(HandshakeFailures::new());
+    metrics.attach(&shared, &handshakes);
     let plane = Arc::new(DataPlane {
         shared: Arc::clone(&shared),
         budget: Budget::new(
             config.server.max_connections,
             config.server.max_connections_per_ip,
         ),
-        handshakes: Arc::new(HandshakeFailures::new()),
+        handshakes,
         open: listener::OpenConns::default(),
         conns: TaskTracker::new(),
         stop_accepting: CancellationToken::new(),
@@ -143,7 +187,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             } else {
                 None
             },
-            proxy_protocol: l.proxy_protocol.then(|| l.trusted_proxies.clone()),
+            proxy_protocol: l.proxy_protocol,
+            gauges: metrics.connection_gauges(&l.name),
         });
         tracing::info!(listener = %l.name, addr = %l.addr, tls = l.tls, "listening");
         tokio::spawn(listener::accept_loop(Arc::clone(&plane), socket, this));
@@ -151,8 +196,20 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     readiness.listeners_bound();
     tracing::info!(admin = %config.admin.addr, "edgeward ready");
 
-    shutdown(&config, &mut signals, &readiness, &plane).await;
+    shutdown(&mut signals, &readiness, &plane).await;
     admin_stop.cancel();
+    access_log.close();
+    Ok(())
+}
+
+/// logrotate moves the file, then sends SIGUSR1: the writer reopens the path.
+fn reopen_on_sigusr1(log: AccessLog) -> io::Result<()> {
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            log.reopen();
+        }
+    });
     Ok(())
 }
 
@@ -225,8 +282,9 @@ fn wait_for_probes(snapshot: &Snapshot, limit: Duration, readiness: &Arc<Readine
     });
 }
 
-/// File certificates, or the self-signed fallback when none are configured.
-fn load_certificates(config: &Config, certs: &CertStore) -> Result<(), StartError> {
+/// File certificates, or the self-signed fallback when none are configured. Returns the file
+/// certificates, which reloads compare against.
+fn load_certificates(config: &Config, certs: &CertStore) -> Result<Vec<CertSlot>, StartError> {
     if config.tls.certificates.is_empty() {
         let names: Vec<String> = config
             .routes
@@ -239,14 +297,11 @@ fn load_certificates(config: &Config, certs: &CertStore) -> Result<(), StartErro
         // `self_signed` logs where the certificate is kept (or that it is only in memory).
         let (cert, _origin) = tls::self_signed(&config.tls.self_signed_dir, &names)?;
         certs.set_self_signed(cert);
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let mut loaded = Vec::new();
-    for c in &config.tls.certificates {
-        loaded.push((tls::load_pem_files(&c.cert, &c.key)?, c.default));
-    }
-    certs.set_files(loaded);
-    Ok(())
+    let slots = reload::load_certificates(&config.tls.certificates).map_err(|(_, e)| e)?;
+    reload::publish_certificates(certs, &slots);
+    Ok(slots)
 }
 
 fn bind_plain(
@@ -293,14 +348,11 @@ impl Signals {
 /// accepting, ask connections to finish, wait for requests up to `drain_timeout` and for
 /// streams and tunnels up to `stream_timeout`, then end what is left cleanly. A second signal
 /// at any point exits at once.
-async fn shutdown(
-    config: &Config,
-    signals: &mut Signals,
-    readiness: &Readiness,
-    plane: &DataPlane,
-) {
+async fn shutdown(signals: &mut Signals, readiness: &Readiness, plane: &DataPlane) {
     let term = signals.next().await;
     readiness.drain();
+    // The shutdown settings of the config running now: reloads may have changed them.
+    let config = Arc::clone(&plane.shared.snapshot.load().config);
     let delay = if term {
         config.shutdown.propagation_delay
     } else {

@@ -12,15 +12,22 @@
 //!   ([`router`]), apply the route's rate limits ([`ratelimit`]), act.
 //! - [`static_files`]: a route's directory served from beneath its root, hashed names cached
 //!   for a year, the rest revalidated; small files from memory, large ones streamed.
-//! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]), send it over the
-//!   replica's pool, rewrite the response; upgrades become tracked tunnels ([`tunnel`]).
+//! - [`proxy`]: rewrite the request in place, pick a replica ([`upstream`]: balancer over the
+//!   live, ready, not ejected replicas; probes, outlier ejection, retry budget, DNS refresh),
+//!   send it over the replica's pool, rewrite the response; upgrades become tracked tunnels
+//!   ([`tunnel`]).
 //! - [`body`]: the concrete body types both ways; [`error`]: the request-path error table;
 //!   [`compress`]: optional on-the-fly compression of proxied responses.
 //! - [`acme`]: certificates obtained and renewed from an ACME CA, shared by replicas through
 //!   a store; HTTP-01 is answered at the top of [`service`], TLS-ALPN-01 by the listener.
 //! - Beside the request path: [`config`] (raw file, validation, the validated model),
+//!   [`reload`] (file watcher, SIGHUP and `POST /admin/reload`: validate, build, swap),
 //!   [`admin`] (admin and probe listeners, readiness), [`app`] (wiring and shutdown),
 //!   [`demo`] (the first-run demo app) and [`probe`] (`edgeward probe`).
+//! - Observability: [`metrics`] (atomics resolved per route and replica, labelled at scrape
+//!   time), [`access_log`] (one line per request, written in batches by its own thread),
+//!   [`trace_context`] (W3C `traceparent` kept or started), [`status`] (the admin status
+//!   page and its JSON).
 //!
 //! # Request flow
 //!
@@ -31,14 +38,18 @@
 //!          ─┬─► static files (cache / disk)
 //!           ├─► redirect
 //!           └─► proxy: pick replica ─► pool ─► app
-//! side: config ─► Snapshot (ArcSwap) · replica and limiter registries (state kept across
-//!       snapshots) · Redis for shared limits · acme tasks (order, renew, store locks) ─► CertStore
-//!       · admin/probe listeners · shutdown (drain, then end streams and tunnels cleanly)
+//! side: config (+ reload) ─► Snapshot (ArcSwap) · replica and limiter registries (state kept
+//!       across snapshots) · health probes and DNS refresh per replica · Redis for shared limits
+//!       · acme tasks (order, renew, store locks) ─► CertStore
+//!       · admin/probe listeners (health, /metrics, status page) · access log writer thread
+//!       · shutdown (drain, then end streams and tunnels cleanly)
 //! ```
 //!
 //! A request holds its snapshot until the response head is returned; a streaming response
-//! keeps only its replica's in-flight guard.
+//! keeps only its replica's in-flight guard, and a tunnel that guard and its route's removal
+//! token, so a reload never waits on or pins a long stream.
 
+pub mod access_log;
 pub mod acme;
 pub mod admin;
 pub mod app;
@@ -49,15 +60,19 @@ pub mod demo;
 pub mod error;
 pub mod forwarded;
 pub mod listener;
+pub mod metrics;
 pub mod normalize;
 pub mod probe;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod ratelimit;
+pub mod reload;
 pub mod router;
 pub mod service;
 pub mod snapshot;
 pub mod static_files;
+pub mod status;
 pub mod tls;
+pub mod trace_context;
 pub mod tunnel;
 pub mod upstream;

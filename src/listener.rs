@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use ipnet::IpNet;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::forwarded::{Peer, canonical_ip};
+use crate::metrics::{self, ConnGauges};
 use crate::proxy_protocol;
 use crate::service::{self, Conn, Shared};
 use crate::tls::HandshakeFailures;
@@ -221,8 +221,11 @@ pub struct Listening {
     pub name: Arc<str>,
     /// TLS acceptor when this listener terminates TLS.
     pub tls: Option<TlsAcceptor>,
-    /// Peers allowed to send a PROXY header, when the listener requires one.
-    pub proxy_protocol: Option<Vec<IpNet>>,
+    /// Require a PROXY header from the listener's trusted proxies (read from the snapshot,
+    /// so a reload can change who they are).
+    pub proxy_protocol: bool,
+    /// Open-connection gauges of this listener, by protocol.
+    pub gauges: ConnGauges,
 }
 
 /// Process-wide data-plane state the accept loops need.
@@ -342,7 +345,8 @@ async fn serve(
     let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
 
     let mut client = SocketAddr::new(canonical_ip(remote.ip()), remote.port());
-    if let Some(trusted) = &this.proxy_protocol {
+    if this.proxy_protocol {
+        let trusted = &snap.listeners[this.index].trusted_proxies;
         if !trusted.iter().any(|net| net.contains(&client.ip())) {
             tracing::debug!(listener = %this.name, peer = %remote, "PROXY header required from a trusted proxy; closing");
             return;
@@ -376,6 +380,7 @@ async fn serve(
             remote: client,
             proto,
             life: Lifecycle::new(settings.max_requests),
+            gauges: this.gauges.clone(),
         })
     };
 
@@ -510,6 +515,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _registered = plane.open.register(&conn);
+    let _open = conn.gauges.open(metrics::Protocol::H1);
     let close = conn.life.close.clone();
     let shared = Arc::clone(&plane.shared);
     let svc = service_fn(move |req| service::handle(Arc::clone(&shared), Arc::clone(&conn), req));
@@ -531,6 +537,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _registered = plane.open.register(&conn);
+    let _open = conn.gauges.open(metrics::Protocol::H2);
     let close = conn.life.close.clone();
     let idle = Some((Arc::clone(&conn), s.keepalive_idle));
     let shared = Arc::clone(&plane.shared);

@@ -78,11 +78,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let Some(cfg) = load(&config) else {
+            let Some((cfg, source)) = load(&config) else {
                 return ExitCode::FAILURE;
             };
             match runtime(cfg.server.workers).and_then(|rt| {
-                rt.block_on(edgeward::app::run(cfg))
+                rt.block_on(edgeward::app::run(cfg, source))
                     .context("edgeward stopped")
             }) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -94,10 +94,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo { config } => {
-            let Some(cfg) = load(&config) else {
+            let Some((cfg, source)) = load(&config) else {
                 return ExitCode::FAILURE;
             };
-            match runtime(cfg.server.workers).and_then(|rt| rt.block_on(demo(cfg))) {
+            match runtime(cfg.server.workers).and_then(|rt| rt.block_on(demo(cfg, source))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: {err:#}");
@@ -126,12 +126,13 @@ fn main() -> ExitCode {
 }
 
 /// Loads the config for `run` and `demo`, printing every problem (the same verdict as
-/// `check`), and starts logging as it says.
-fn load(path: &std::path::Path) -> Option<config::Config> {
-    match config::load(path) {
-        Ok(cfg) => {
+/// `check`), and starts logging as it says. The source text is kept so a reload can tell an
+/// unchanged file.
+fn load(path: &std::path::Path) -> Option<(config::Config, edgeward::reload::Source)> {
+    match edgeward::reload::load_initial(path) {
+        Ok((cfg, source)) => {
             init_tracing(cfg.log.format, &cfg.log.level);
-            Some(cfg)
+            Some((cfg, source))
         }
         Err(errors) => {
             eprintln!("{errors}");
@@ -142,7 +143,7 @@ fn load(path: &std::path::Path) -> Option<config::Config> {
 
 /// Starts the demo app on the `app` upstream's first replica, prints where to look, and runs
 /// the gateway.
-async fn demo(cfg: config::Config) -> anyhow::Result<()> {
+async fn demo(cfg: config::Config, source: edgeward::reload::Source) -> anyhow::Result<()> {
     let replica = cfg
         .upstreams
         .get("app")
@@ -190,7 +191,9 @@ async fn demo(cfg: config::Config) -> anyhow::Result<()> {
         "  http://{}/health/ready   the gateway's readiness (admin listener)",
         cfg.admin.addr
     );
-    edgeward::app::run(cfg).await.context("edgeward stopped")
+    edgeward::app::run(cfg, source)
+        .await
+        .context("edgeward stopped")
 }
 
 /// What the demo prints for a route of the shipped config: the static front end, or the

@@ -1,6 +1,7 @@
 //! Proxying one request: decide on the body before touching it, rewrite the head in place,
 //! pick a replica, send, and rewrite the response. Upgrades become tracked tunnels.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +16,11 @@ use tokio::time::Instant;
 use crate::body::{BodyError, BodyFault, ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use crate::error::{RequestError, UpstreamFailure};
 use crate::forwarded::{self, ForwardCtx, Resolved};
+use crate::metrics::Protocol;
 use crate::normalize::{self, Authority};
-use crate::service::{Conn, Shared};
-use crate::snapshot::Route;
+use crate::service::{Conn, Shared, UpstreamFacts};
+use crate::snapshot::{Route, RouteId, RouteLife};
+use crate::trace_context::TraceContext;
 use crate::tunnel;
 use crate::upstream::outlier::{self, Verdict};
 use crate::upstream::pool::ErrorKind;
@@ -45,15 +48,21 @@ pub struct Forward<'a> {
     pub path: &'a str,
     /// The request id.
     pub request_id: &'a HeaderValue,
+    /// The trace context the app gets.
+    pub trace: &'a TraceContext,
+    /// Filled in for the access record: replica, upstream time, retries.
+    pub facts: &'a mut UpstreamFacts,
     /// Server-wide settings from the request's snapshot.
     pub server: &'a crate::config::Server,
+    /// Route lives from the request's snapshot: an upgrade takes its route's removal token.
+    pub route_lives: &'a HashMap<RouteId, RouteLife>,
 }
 
-/// Sends the request to a replica; returns the response for the client and the replica label.
+/// Sends the request to a replica; returns the response for the client.
 pub async fn forward(
     ctx: Forward<'_>,
     req: Request<Incoming>,
-) -> Result<(Response<ResponseBody>, Arc<str>), RequestError> {
+) -> Result<Response<ResponseBody>, RequestError> {
     let Forward {
         shared,
         conn,
@@ -63,8 +72,13 @@ pub async fn forward(
         authority,
         path,
         request_id,
+        trace,
+        facts,
         server,
+        route_lives,
     } = ctx;
+    // Replica and upstream counters move only when the route counts (`metrics.enabled`).
+    let observe = route.metrics.is_some();
     let (mut parts, body) = req.into_parts();
 
     // Decide everything about the body before it is polled: hyper sends `100 Continue` only
@@ -106,6 +120,7 @@ pub async fn forward(
             upgrade,
         },
     );
+    trace.apply(&mut parts.headers);
     for name in &route.request_headers.remove {
         parts.headers.remove(name);
     }
@@ -158,13 +173,14 @@ pub async fn forward(
     let mut tried: Vec<Arc<Replica>> = Vec::new();
     // After a failed attempt with nowhere else to go, that failure is the answer.
     let mut last_failure = None;
-    let (mut resp, replica, guard) = loop {
+    let (mut resp, guard) = loop {
         let Some(replica) = upstream.pick(key, &tried) else {
             return Err(
                 last_failure.unwrap_or_else(|| RequestError::NoReplica(Arc::clone(&upstream.name)))
             );
         };
         let guard = replica.begin();
+        facts.replica = Some(Arc::clone(&replica.label));
         let upstream_err = |kind| RequestError::Upstream {
             upstream: Arc::clone(&upstream.name),
             replica: Arc::clone(&replica.label),
@@ -178,6 +194,9 @@ pub async fn forward(
                 Some(r) => r,
                 None => {
                     replica.record(Verdict::Failure, None);
+                    if observe {
+                        replica.metrics.failed(UpstreamFailure::HeaderTimeout);
+                    }
                     return Err(upstream_err(UpstreamFailure::HeaderTimeout));
                 }
             },
@@ -185,8 +204,13 @@ pub async fn forward(
         let err = match result {
             Ok(resp) => {
                 let verdict = outlier::status_verdict(resp.status().as_u16(), upstream.count_5xx);
-                replica.record(verdict, Some(started.elapsed()));
-                break (resp, replica, guard);
+                let took = started.elapsed();
+                replica.record(verdict, Some(took));
+                facts.duration = Some(took);
+                if observe {
+                    replica.metrics.duration.observe(took);
+                }
+                break (resp, guard);
             }
             Err(err) => err,
         };
@@ -196,6 +220,9 @@ pub async fn forward(
         }
         let failure = UpstreamFailure::Pool(err.kind);
         replica.record(outlier::failure_verdict(failure), None);
+        if observe {
+            replica.metrics.failed(failure);
+        }
         let (attempt, next) = match err.request {
             Some(unsent) => (Attempt::Unsent, Some(unsent)),
             None if matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset) => {
@@ -203,37 +230,55 @@ pub async fn forward(
             }
             None => (Attempt::Final, None),
         };
-        let retry = next.filter(|_| {
-            tried.len() + 1 < MAX_ATTEMPTS.min(upstream.members().replicas.len())
-                && retry::may_retry(attempt, idempotent, replayable)
-                && upstream
+        let retry = next
+            .filter(|_| {
+                tried.len() + 1 < MAX_ATTEMPTS.min(upstream.members().replicas.len())
+                    && retry::may_retry(attempt, idempotent, replayable)
+            })
+            .filter(|_| {
+                let granted = upstream
                     .budget
-                    .withdraw(upstream.state.now_us() / 1_000_000)
-        });
+                    .withdraw(upstream.state.now_us() / 1_000_000);
+                if !granted && observe {
+                    upstream.state.metrics.budget_exhausted();
+                }
+                granted
+            });
         let Some(next) = retry else {
             return Err(upstream_err(failure));
         };
+        facts.retries += 1;
+        if observe {
+            upstream.state.metrics.retried();
+        }
         tracing::debug!(upstream = %upstream.name, replica = %replica.label, kind = %err.kind, "retrying on another replica");
         last_failure = Some(upstream_err(failure));
         drop(guard);
         tried.push(replica);
         request = next;
     };
-    let label = Arc::clone(&replica.label);
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client) = client_upgrade {
             let upstream_io = hyper::upgrade::on(&mut resp);
+            // Every route of a snapshot has a life; the default (never cancelled) only
+            // guards against a broken invariant.
+            let removed = route_lives
+                .get(&route.id)
+                .map(|life| life.removed.clone())
+                .unwrap_or_default();
             tunnel::spawn(
                 shared,
                 client,
                 upstream_io,
                 route.timeouts.tunnel_idle,
                 guard,
+                removed,
+                conn.gauges.open(Protocol::WebSocket),
             );
             let (mut head, _) = resp.into_parts();
             forwarded::rewrite_response(&mut head.headers, true);
-            return Ok((Response::from_parts(head, ResponseBody::Empty), label));
+            return Ok(Response::from_parts(head, ResponseBody::Empty));
         }
     }
 
@@ -248,10 +293,7 @@ pub async fn forward(
         (route.timeouts.upstream_body_idle, None)
     };
     let body = UpstreamBody::new(body, idle, stream, guard);
-    Ok((
-        Response::from_parts(head, ResponseBody::Upstream(body)),
-        label,
-    ))
+    Ok(Response::from_parts(head, ResponseBody::Upstream(body)))
 }
 
 /// Why a client body stopped, if it did: 413 or 408 rather than an upstream error.

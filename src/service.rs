@@ -7,21 +7,25 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use http::header::{CONTENT_TYPE, LOCATION, SERVER, STRICT_TRANSPORT_SECURITY};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::header::{CONTENT_TYPE, HOST, LOCATION, SERVER, STRICT_TRANSPORT_SECURITY};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
+use crate::access_log::{self, AccessLog};
 use crate::body::ResponseBody;
 use crate::error::{RequestError, Side};
 use crate::forwarded::{self, Peer, names::X_REQUEST_ID};
+use crate::metrics::{ConnGauges, Metrics};
 use crate::normalize::{self, Authority};
 use crate::ratelimit;
 use crate::snapshot::{Action, Route, Snapshot};
 use crate::tls::CertStore;
+use crate::trace_context::TraceContext;
 use crate::upstream::replica::Registry;
 use crate::{compress, proxy};
 
@@ -45,6 +49,10 @@ pub struct Shared {
     pub streams: TaskTracker,
     /// Cancelled when shutdown stops waiting for streams and tunnels.
     pub stop_streams: tokio_util::sync::CancellationToken,
+    /// Process-wide metrics (reload hooks, connection gauges).
+    pub metrics: Arc<Metrics>,
+    /// The batching access log writer.
+    pub access_log: AccessLog,
 }
 
 /// What a request needs to know about its connection.
@@ -59,23 +67,50 @@ pub struct Conn {
     pub proto: &'static str,
     /// Request counts and the close signal shared with the connection's driver.
     pub life: crate::listener::Lifecycle,
+    /// The listener's open-connection gauges (an upgrade moves the connection to
+    /// `websocket`).
+    pub gauges: ConnGauges,
 }
 
-/// Facts gathered along the way for the access record.
+/// Facts gathered along the way for the access record and the metrics. The one access record:
+/// every field of an access line comes from here or from the request head.
 #[derive(Default)]
 pub struct Record {
     /// Resolved client.
     pub client: Option<IpAddr>,
     /// The id sent upstream and returned.
     pub request_id: Option<HeaderValue>,
-    /// Matched route.
-    pub route: Option<Arc<str>>,
-    /// Replica that answered.
-    pub replica: Option<Arc<str>>,
+    /// Matched route (its name and counters).
+    pub route: Option<Arc<Route>>,
+    /// What happened upstream, for proxied requests.
+    pub upstream: UpstreamFacts,
     /// The rate limit that refused the request.
     pub rate_limited: Option<Arc<str>>,
+    /// The trace context sent to the app.
+    pub trace: Option<TraceContext>,
     /// Whether to log this request.
     pub log: bool,
+}
+
+/// What the proxy learned about the upstream exchange.
+#[derive(Default)]
+pub struct UpstreamFacts {
+    /// Replica that answered, or the last one tried.
+    pub replica: Option<Arc<str>>,
+    /// Sending to that replica until its response head.
+    pub duration: Option<Duration>,
+    /// Attempts sent again to another replica.
+    pub retries: u32,
+}
+
+/// The parts of the request head the access line needs after the request was consumed: clones
+/// of shared buffers, not copies.
+struct Head {
+    method: Method,
+    uri: Uri,
+    host: Option<HeaderValue>,
+    version: Version,
+    bytes_in: Option<u64>,
 }
 
 /// Serves one request; never fails.
@@ -87,11 +122,12 @@ pub async fn handle(
     let start = Instant::now();
     let _active = conn.life.begin();
     let snap = shared.snapshot.load_full();
-    let method = req.method().clone();
-    let path_for_log = if snap.config.log.access_log {
-        Some(req.uri().path().to_owned())
-    } else {
-        None
+    let head = Head {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        host: req.headers().get(HOST).cloned(),
+        version: req.version(),
+        bytes_in: req.body().size_hint().exact(),
     };
     let mut rec = Record {
         log: snap.config.log.access_log,
@@ -120,22 +156,61 @@ pub async fn handle(
         headers.entry(SERVER).or_insert_with(|| server.clone());
     }
 
+    let elapsed = start.elapsed();
+    let counters = match &rec.route {
+        Some(route) => route.metrics.as_ref(),
+        None => snap.unrouted.as_ref(),
+    };
+    if let Some(counters) = counters {
+        counters.record(&head.method, resp.status(), elapsed);
+    }
     if rec.log {
-        tracing::info!(
-            target: "edgeward::access",
-            request_id = rec.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            client = %rec.client.unwrap_or_else(|| conn.remote.ip()),
-            method = %method,
-            path = path_for_log.as_deref().unwrap_or("-"),
-            proto = conn.proto,
-            status = resp.status().as_u16(),
-            route = rec.route.as_deref().unwrap_or("-"),
-            replica = rec.replica.as_deref().unwrap_or("-"),
-            rate_limit = rec.rate_limited.as_deref().unwrap_or("-"),
-            duration_us = start.elapsed().as_micros() as u64,
-        );
+        access(&shared, &snap, &conn, &head, &rec, &resp, elapsed);
     }
     Ok(resp)
+}
+
+/// Writes the access line. Sizes are those known at the response head: `Content-Length` or
+/// an exact body size; a streamed body of unknown length is logged as unknown.
+fn access(
+    shared: &Shared,
+    snap: &Snapshot,
+    conn: &Conn,
+    head: &Head,
+    rec: &Record,
+    resp: &Response<ResponseBody>,
+    elapsed: Duration,
+) {
+    let authority = head.uri.authority().map(|a| a.as_str().as_bytes());
+    let route = rec.route.as_deref();
+    shared.access_log.write(&access_log::Entry {
+        time: SystemTime::now()
+            .checked_sub(elapsed)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+        request_id: rec.request_id.as_ref().map(HeaderValue::as_bytes),
+        client: rec.client.unwrap_or_else(|| conn.remote.ip()),
+        method: head.method.as_str(),
+        host: head.host.as_ref().map(HeaderValue::as_bytes).or(authority),
+        path: head.uri.path(),
+        query: head.uri.query().filter(|_| snap.config.log.log_query),
+        protocol: match head.version {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        },
+        status: resp.status().as_u16(),
+        bytes_in: head.bytes_in,
+        bytes_out: resp.body().size_hint().exact(),
+        duration: elapsed,
+        route: route.map(|r| &*r.name),
+        replica: rec.upstream.replica.as_deref(),
+        upstream_duration: rec.upstream.duration,
+        retries: rec.upstream.retries,
+        rate_limit: rec.rate_limited.as_deref(),
+        trace_id: rec.trace.as_ref().map(TraceContext::trace_id_hex),
+    });
 }
 
 async fn pipeline(
@@ -161,6 +236,10 @@ async fn pipeline(
     );
     rec.client = Some(resolved.client.ip);
     rec.request_id = Some(forwarded::request_id(req.headers(), resolved.peer_trusted));
+    rec.trace = Some(TraceContext::of_request(
+        req.headers(),
+        resolved.peer_trusted,
+    ));
 
     let max_uri = snap.config.server.max_uri;
     if req
@@ -171,7 +250,10 @@ async fn pipeline(
         return Err(RequestError::UriTooLong(max_uri));
     }
     let authority = normalize::effective_authority(req.version(), req.uri(), req.headers())?;
-    let path = normalize::normalize_path(req.uri().path())?.into_owned();
+    // A clone of the target is a reference-count bump; it lets the normalised path borrow
+    // from it (no allocation when the path is already normal) while the request moves on.
+    let target = req.uri().clone();
+    let path = normalize::normalize_path(target.path())?;
 
     if let Some(redirect) = &policy.redirect_https {
         if snap.router.knows_host(&authority.host) || shared.certs.covers(&authority.host) {
@@ -188,7 +270,7 @@ async fn pipeline(
         .router
         .lookup(&authority.host, &path)
         .ok_or(RequestError::NoRoute)?;
-    rec.route = Some(Arc::clone(&route.name));
+    rec.route = Some(Arc::clone(route));
     rec.log &= route.access_log;
     if !route.admits(resolved.client.ip) {
         return Err(RequestError::Forbidden);
@@ -207,6 +289,9 @@ async fn pipeline(
         .await
         .map_err(|denial| {
             rec.rate_limited = Some(Arc::clone(&denial.limit));
+            if let Some(counters) = &route.metrics {
+                counters.rate_limited();
+            }
             RequestError::RateLimited(denial)
         })?
     };
@@ -243,10 +328,12 @@ async fn pipeline(
                 authority: &authority,
                 path: &path,
                 request_id: rec.request_id.as_ref().expect("set above"),
+                trace: rec.trace.as_ref().expect("set above"),
+                facts: &mut rec.upstream,
                 server: &snap.config.server,
+                route_lives: &snap.route_lives,
             };
-            let (mut resp, replica) = proxy::forward(ctx, req).await?;
-            rec.replica = Some(replica);
+            let mut resp = proxy::forward(ctx, req).await?;
             if let Some(wanted) = wanted {
                 compress::response(&mut resp, wanted);
             }
@@ -365,7 +452,7 @@ fn log_error(err: &RequestError, conn: &Conn, rec: &Record) {
             tracing::debug!(peer = %conn.remote, request_id = id, "rejected request: {err}")
         }
         Side::Upstream | Side::Internal => {
-            tracing::warn!(peer = %conn.remote, request_id = id, route = rec.route.as_deref().unwrap_or("-"), "{err}")
+            tracing::warn!(peer = %conn.remote, request_id = id, route = rec.route.as_ref().map_or("-", |r| &*r.name), "{err}")
         }
     }
 }

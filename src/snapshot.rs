@@ -3,12 +3,15 @@
 //! it atomically without touching listeners or in-flight requests.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, ClientIpHeader, Config, HeaderEdits, RouteTimeouts};
+use crate::metrics::RouteMetrics;
 use crate::ratelimit::{self, Limiter};
 use crate::router::Router;
 use crate::static_files::StaticSite;
@@ -30,6 +33,47 @@ pub struct Snapshot {
     pub listeners: Vec<ListenerPolicy>,
     /// `Strict-Transport-Security` value for HTTPS responses, when configured.
     pub hsts: Option<HeaderValue>,
+    /// Counters of requests no route answered (404, HTTPS redirects, bad targets); `None`
+    /// when `metrics.enabled = false`.
+    pub unrouted: Option<Arc<RouteMetrics>>,
+    /// Each route's life across snapshots, by identity. Only upgrades look here: a tunnel
+    /// keeps its route's token, not the snapshot.
+    pub route_lives: HashMap<RouteId, RouteLife>,
+}
+
+/// A route's identity across reloads: its name, what it matches and where it sends traffic.
+/// Editing anything else (headers, timeouts, allow lists) keeps the identity, so the route's
+/// WebSockets stay open; changing the host, path or upstream makes it a new route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteId(u64);
+
+impl RouteId {
+    fn of(route: &config::Route) -> Self {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        route.name.hash(&mut h);
+        match &route.host {
+            None => 0u8.hash(&mut h),
+            Some(config::HostMatch::Exact(host)) => (1u8, host).hash(&mut h),
+            Some(config::HostMatch::Wildcard(suffix)) => (2u8, suffix).hash(&mut h),
+        }
+        route.path.hash(&mut h);
+        match &route.action {
+            config::Action::Proxy { upstream } => (0u8, upstream).hash(&mut h),
+            config::Action::Redirect { to, .. } => (1u8, to).hash(&mut h),
+            config::Action::Static(site) => (2u8, &site.root).hash(&mut h),
+        }
+        Self(h.finish())
+    }
+}
+
+/// What outlives one snapshot of a route: the token its tunnels watch, cancelled once a
+/// reload has removed the route and the grace period has passed.
+#[derive(Debug, Clone)]
+pub struct RouteLife {
+    /// Route name, for logs.
+    pub name: Arc<str>,
+    /// Cancelled when the route is gone for good.
+    pub removed: CancellationToken,
 }
 
 /// What a request needs to know about the listener it came in on. Rebuilt per snapshot, so a
@@ -53,6 +97,8 @@ pub struct RedirectHttps {
 
 /// A compiled route.
 pub struct Route {
+    /// Identity across reloads; keys [`Snapshot::route_lives`].
+    pub id: RouteId,
     /// Name for logs and metrics.
     pub name: Arc<str>,
     /// Normalised path prefix.
@@ -86,6 +132,9 @@ pub struct Route {
     pub limit_key: u64,
     /// Methods retried after sending besides GET, HEAD, OPTIONS, PUT, DELETE.
     pub idempotent_methods: Vec<http::Method>,
+    /// Request counters, resolved here so a request only touches atomics; carried across
+    /// snapshots by name. `None` when `metrics.enabled = false`.
+    pub metrics: Option<Arc<RouteMetrics>>,
 }
 
 impl Route {
@@ -204,6 +253,7 @@ impl Snapshot {
         }
 
         let mut router = Router::default();
+        let mut route_lives = HashMap::with_capacity(config.routes.len());
         for r in &config.routes {
             let action = match &r.action {
                 config::Action::Proxy { upstream } => {
@@ -249,8 +299,18 @@ impl Snapshot {
                     }
                 }
             };
+            let id = RouteId::of(r);
+            let name: Arc<str> = r.name.as_str().into();
+            route_lives.insert(
+                id,
+                RouteLife {
+                    name: Arc::clone(&name),
+                    removed: CancellationToken::new(),
+                },
+            );
             let route = Route {
-                name: r.name.as_str().into(),
+                id,
+                name,
                 prefix: r.path.as_str().into(),
                 strip_prefix: r.strip_prefix && r.path != "/",
                 action,
@@ -272,6 +332,10 @@ impl Snapshot {
                     .collect(),
                 limit_key: ratelimit::stable_hash(r.name.as_bytes()),
                 idempotent_methods: r.idempotent_methods.clone(),
+                metrics: config
+                    .metrics
+                    .enabled
+                    .then(|| registry.routes.route(&r.name)),
             };
             router.insert(r.host.as_ref(), &r.path, Arc::new(route));
         }
@@ -308,6 +372,7 @@ impl Snapshot {
             HeaderValue::try_from(v).expect("digits and ASCII words are a valid header value")
         });
 
+        let unrouted = config.metrics.enabled.then(|| registry.routes.unrouted());
         Ok(Self {
             generation,
             config,
@@ -315,7 +380,30 @@ impl Snapshot {
             upstreams,
             listeners,
             hsts,
+            route_lives,
+            unrouted,
         })
+    }
+
+    /// Takes over the lives of routes that an earlier snapshot had (`earlier` looks one up
+    /// by identity), so tunnels opened under the earlier snapshot stay tied to the route.
+    /// Call before the snapshot is shared.
+    pub fn adopt_route_lives(&mut self, earlier: impl Fn(RouteId) -> Option<RouteLife>) {
+        for (id, life) in &mut self.route_lives {
+            if let Some(old) = earlier(*id) {
+                *life = old;
+            }
+        }
+    }
+
+    /// The routes of `previous` that this snapshot no longer has.
+    pub fn routes_gone(&self, previous: &Snapshot) -> Vec<(RouteId, RouteLife)> {
+        previous
+            .route_lives
+            .iter()
+            .filter(|(id, _)| !self.route_lives.contains_key(id))
+            .map(|(id, life)| (*id, life.clone()))
+            .collect()
     }
 }
 

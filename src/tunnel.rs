@@ -13,21 +13,29 @@ use std::time::Duration;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_util::sync::CancellationToken;
 
+use crate::metrics::OpenGuard;
 use crate::service::Shared;
 use crate::upstream::replica::InFlight;
 
 /// Starts the tunnel once both sides have upgraded. `idle` closes it after no traffic either
-/// way; the replica guard is held for the tunnel's life.
+/// way; the replica guard and the open-connection gauge guard are held for the tunnel's life.
+/// `route_removed` is cancelled when a reload removed the tunnel's route and its grace period
+/// passed: the tunnel then ends with a FIN both ways. Nothing else from the snapshot is kept,
+/// so a long tunnel does not pin it.
 pub fn spawn(
     shared: &Shared,
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Option<Duration>,
     guard: InFlight,
+    route_removed: CancellationToken,
+    open: OpenGuard,
 ) {
     let stop = shared.stop_streams.clone();
     shared.tunnels.spawn(async move {
+        let _open = open;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(err) => {
@@ -61,6 +69,10 @@ pub fn spawn(
                 }
                 () = stop.cancelled() => {
                     tracing::debug!(replica = %label, "tunnel closed by shutdown");
+                    true
+                }
+                () = route_removed.cancelled() => {
+                    tracing::debug!(replica = %label, "tunnel closed: its route was removed");
                     true
                 }
             }

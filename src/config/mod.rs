@@ -46,13 +46,18 @@ use toml::de::DeTable;
 /// Uses the process environment for `${VAR}` and `EDGEWARD_*` overrides, and reports
 /// `EDGEWARD_*__*` variables that name no setting.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = read(path)?;
+    load_text(&read(path)?, path)
+}
+
+/// [`load`] for text already read from `path` (a reload hashes the bytes it validates, so it
+/// reads the file once). Gives the same verdict as [`load`] on the same bytes.
+pub fn load_text(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let present: Vec<String> = std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())
         .filter(|name| name.starts_with("EDGEWARD_"))
         .collect();
     let lookup = |name: &str| std::env::var(name).ok();
-    parse_inner(&text, path, &lookup, Some(&present))
+    parse_inner(text, path, &lookup, Some(&present))
 }
 
 /// [`load`] with a given environment lookup instead of the process environment.
@@ -93,7 +98,8 @@ pub fn parse_with_vars(
     parse_inner(text, path, &lookup, Some(&present))
 }
 
-fn read(path: &Path) -> Result<String, ConfigErrors> {
+/// Reads a config file; the error names the file as [`load`]'s do.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
     std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -103,6 +109,39 @@ fn read(path: &Path) -> Result<String, ConfigErrors> {
             message: format!("cannot read config file: {e}"),
         }])
     })
+}
+
+/// The 1-based line where a dotted key path (`listeners.public.listen`,
+/// `tls.certificates[1].cert`) is written in `text`, or of its nearest written parent.
+pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let tree = DeTable::parse(text).ok()?;
+    let mut table = tree.get_ref();
+    let mut found = None;
+    for segment in key.split('.') {
+        let (name, index) = match segment.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let Some((k, value)) = table.get_key_value(name) else {
+            break;
+        };
+        found = Some(k.span().start);
+        let value = match (index, value.get_ref()) {
+            (Some(i), toml::de::DeValue::Array(items)) => match items.get(i) {
+                Some(item) => {
+                    found = Some(item.span().start);
+                    item
+                }
+                None => break,
+            },
+            _ => value,
+        };
+        match value.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    found.map(|offset| error::line_of(text, offset))
 }
 
 fn parse_inner(

@@ -25,8 +25,10 @@ pub struct Config {
     pub acme: super::model_acme::Acme,
     pub hsts: Option<Hsts>,
     pub log: Log,
+    pub metrics: Metrics,
     pub shutdown: Shutdown,
     pub startup: Startup,
+    pub reload: Reload,
     /// Upstreams by name (sorted, so iteration order is stable).
     pub upstreams: BTreeMap<String, Upstream>,
     /// Named rate limits by name (sorted).
@@ -209,6 +211,18 @@ pub struct Log {
     pub level: String,
     /// Access log on (default true).
     pub access_log: bool,
+    /// Add the query string to access log lines (default false: it may carry tokens).
+    pub log_query: bool,
+    /// Access log file, reopened on SIGUSR1; `None` writes to stdout.
+    pub access_log_file: Option<PathBuf>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Count requests per route and replica (default true). Off, `/metrics` still serves the
+    /// state gauges (replicas, certificates, connections) but no request counts.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +248,15 @@ pub struct Startup {
     /// Longest wait for every upstream's first probe round before reporting ready; default
     /// 10 s.
     pub probe_timeout: Duration,
+}
+
+/// `[reload]`
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// Reload on changes to the config file and certificate files. Default true.
+    pub watch: bool,
+    /// WebSockets of a route removed by a reload are closed after this. Default 30 s.
+    pub removed_route_grace: Duration,
 }
 
 /// `[upstreams.<name>]`

@@ -34,8 +34,10 @@ const SECTIONS: &[&str] = &[
     "acme",
     "hsts",
     "log",
+    "metrics",
     "shutdown",
     "startup",
+    "reload",
     "upstreams",
     "rate_limits",
     "redis",
@@ -58,8 +60,10 @@ pub(crate) struct RawConfig {
     /// Present (even empty) means HSTS is on.
     pub(crate) hsts: Option<RawHsts>,
     pub(crate) log: Option<RawLog>,
+    pub(crate) metrics: Option<RawMetrics>,
     pub(crate) shutdown: Option<RawShutdown>,
     pub(crate) startup: Option<RawStartup>,
+    pub(crate) reload: Option<RawReload>,
     pub(crate) upstreams: Vec<Named<RawUpstream>>,
     pub(crate) rate_limits: Vec<Named<RawRateLimit>>,
     pub(crate) redis: Option<RawRedis>,
@@ -253,6 +257,14 @@ pub(crate) struct RawLog {
     pub(crate) format: Field<String>,
     pub(crate) level: Field<String>,
     pub(crate) access_log: Field<bool>,
+    pub(crate) log_query: Field<bool>,
+    pub(crate) access_log_file: Field<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawMetrics {
+    pub(crate) enabled: Field<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +273,13 @@ pub(crate) struct RawShutdown {
     pub(crate) propagation_delay: Field<DurationText>,
     pub(crate) drain_timeout: Field<DurationText>,
     pub(crate) stream_timeout: Field<DurationText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawReload {
+    pub(crate) watch: Field<bool>,
+    pub(crate) removed_route_grace: Field<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -515,8 +534,10 @@ pub(crate) fn read(tree: DeTable<'_>, diag: &mut Diag<'_>) -> RawConfig {
             "acme" => raw.acme = section(name, value, diag),
             "hsts" => raw.hsts = section(name, value, diag),
             "log" => raw.log = section(name, value, diag),
+            "metrics" => raw.metrics = section(name, value, diag),
             "shutdown" => raw.shutdown = section(name, value, diag),
             "startup" => raw.startup = section(name, value, diag),
+            "reload" => raw.reload = section(name, value, diag),
             "upstreams" => raw.upstreams = named(name, value, diag),
             "rate_limits" => raw.rate_limits = named(name, value, diag),
             "redis" => raw.redis = section(name, value, diag),

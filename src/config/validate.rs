@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use super::fields::{Ctx, is_host_name};
 use super::model::{
-    Admin, CertificateFiles, ClientIpHeader, Config, Hsts, Http2, Listener, Log, LogFormat, Probe,
-    RouteTimeouts, Server, Shutdown, Timeouts, Tls,
+    Admin, CertificateFiles, ClientIpHeader, Config, Hsts, Http2, Listener, Log, LogFormat,
+    Metrics, Probe, Reload, RouteTimeouts, Server, Shutdown, Timeouts, Tls,
 };
 use super::raw::{
-    Named, RawAdmin, RawConfig, RawHsts, RawHttp2, RawListener, RawLog, RawProbe, RawServer,
-    RawShutdown, RawTimeouts, RawTls,
+    Named, RawAdmin, RawConfig, RawHsts, RawHttp2, RawListener, RawLog, RawMetrics, RawProbe,
+    RawReload, RawServer, RawShutdown, RawTimeouts, RawTls,
 };
 use super::validate_acme::acme;
 use super::validate_limits::{rate_limits, redis};
@@ -69,8 +69,10 @@ pub(crate) fn validate(raw: RawConfig, ctx: &mut Ctx<'_, '_>) -> Config {
         acme,
         hsts: raw.hsts.map(|h| hsts(&h, ctx)),
         log: log(&raw.log.unwrap_or_default(), ctx),
+        metrics: metrics(&raw.metrics.unwrap_or_default(), ctx),
         shutdown: shutdown(&raw.shutdown.unwrap_or_default(), ctx),
         startup: super::validate_upstream::startup(&raw.startup.unwrap_or_default(), ctx),
+        reload: reload(&raw.reload.unwrap_or_default(), ctx),
         server,
         timeouts,
         upstreams,
@@ -501,6 +503,25 @@ fn log(raw: &RawLog, ctx: &mut Ctx<'_, '_>) -> Log {
         format,
         level,
         access_log: ctx.bool(&raw.access_log, true),
+        log_query: ctx.bool(&raw.log_query, false),
+        access_log_file: match &raw.access_log_file {
+            Some(file) if file.get_ref().is_empty() => {
+                ctx.diag.error(
+                    "log.access_log_file",
+                    Some(file.span()),
+                    "must not be empty",
+                );
+                None
+            }
+            Some(file) => Some(ctx.base_dir.join(file.get_ref())),
+            None => None,
+        },
+    }
+}
+
+fn metrics(raw: &RawMetrics, ctx: &mut Ctx<'_, '_>) -> Metrics {
+    Metrics {
+        enabled: ctx.bool(&raw.enabled, true),
     }
 }
 
@@ -519,6 +540,19 @@ fn shutdown(raw: &RawShutdown, ctx: &mut Ctx<'_, '_>) -> Shutdown {
             "shutdown.stream_timeout",
             &raw.stream_timeout,
             secs(10),
+            true,
+        ),
+    }
+}
+
+fn reload(raw: &RawReload, ctx: &mut Ctx<'_, '_>) -> Reload {
+    Reload {
+        watch: ctx.bool(&raw.watch, true),
+        // Zero is legitimate: close a removed route's WebSockets at once.
+        removed_route_grace: ctx.duration(
+            "reload.removed_route_grace",
+            &raw.removed_route_grace,
+            Duration::from_secs(30),
             true,
         ),
     }

@@ -19,6 +19,8 @@ use crate::upstream::replica::Replica;
 pub struct UpstreamState {
     /// The upstream's name.
     pub name: Arc<str>,
+    /// Retry counters for `/metrics`, kept across snapshots.
+    pub metrics: crate::metrics::UpstreamMetrics,
     settings: ArcSwap<config::Upstream>,
     clock: Instant,
     members: Mutex<Vec<Weak<Replica>>>,
@@ -96,6 +98,8 @@ struct Maps {
 #[derive(Clone, Default)]
 pub struct Registry {
     maps: Arc<Mutex<Maps>>,
+    /// Route counters by name, carried across snapshots like replicas.
+    pub routes: Arc<crate::metrics::Carried>,
 }
 
 impl Registry {
@@ -114,6 +118,7 @@ impl Registry {
         }
         let state = Arc::new(UpstreamState {
             name: Arc::clone(&name),
+            metrics: crate::metrics::UpstreamMetrics::default(),
             settings: ArcSwap::from_pointee(upstream.clone()),
             clock: Instant::now(),
             members: Mutex::new(Vec::new()),

@@ -41,6 +41,8 @@ pub struct Replica {
     pub pool: Arc<Pool<RequestBody>>,
     /// The upstream-wide state it belongs to (settings, clock, siblings).
     pub state: Arc<UpstreamState>,
+    /// Request counters for `/metrics`; they leave it with the replica.
+    pub metrics: crate::metrics::ReplicaMetrics,
     in_flight: AtomicUsize,
     live: AtomicBool,
     ready: AtomicBool,
@@ -87,6 +89,7 @@ impl Replica {
             id: super::balancer::hash_bytes(label.as_bytes()),
             label,
             pool,
+            metrics: crate::metrics::ReplicaMetrics::default(),
             in_flight: AtomicUsize::new(0),
             live: AtomicBool::new(true),
             ready: AtomicBool::new(probes_off || settings.health.start_ready),

@@ -146,6 +146,7 @@ pub struct GatewayBuilder {
     env: Vec<(String, String)>,
     wait_ready: bool,
     subcommand: &'static str,
+    layout: Option<fn(&Path, &str) -> PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -156,6 +157,14 @@ impl GatewayBuilder {
 
     pub fn no_wait(mut self) -> Self {
         self.wait_ready = false;
+        self
+    }
+
+    /// Writes the filled-in config with `layout(dir, text)`, which returns the path to pass
+    /// as `--config` (e.g. a symlink into a ConfigMap-style directory), instead of
+    /// `<dir>/edgeward.toml`.
+    pub fn layout(mut self, layout: fn(&Path, &str) -> PathBuf) -> Self {
+        self.layout = Some(layout);
         self
     }
 
@@ -182,8 +191,14 @@ impl GatewayBuilder {
                 ports["admin"]
             ));
         }
-        let config_path = dir.path().join("edgeward.toml");
-        std::fs::write(&config_path, &text).unwrap();
+        let config_path = match self.layout {
+            Some(layout) => layout(dir.path(), &text),
+            None => {
+                let path = dir.path().join("edgeward.toml");
+                std::fs::write(&path, &text).unwrap();
+                path
+            }
+        };
         let log_path = dir.path().join("gateway.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeward"));
@@ -220,6 +235,7 @@ impl Gateway {
             env: Vec::new(),
             wait_ready: true,
             subcommand: "run",
+            layout: None,
         }
     }
 
@@ -676,4 +692,34 @@ pub fn tls_config(pki: &Pki, dir: &Path, name: &str, up: SocketAddr, extra: &str
         cert.display(),
         key.display(),
     )
+}
+
+/// `GET /metrics` on `addr` as a map from series (name and labels, as printed) to value.
+pub async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let r = get(addr, "/metrics", &[]).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs `promtool check metrics` on `text`; `None` when promtool is not installed.
+pub fn promtool_check(text: &str) -> Option<(bool, String)> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Some((out.status.success(), report))
 }

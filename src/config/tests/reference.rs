@@ -166,6 +166,7 @@ fn every_scalar_field_of_the_raw_types_is_listed() {
         ("hsts", "hsts"),
         ("log", "log"),
         ("shutdown", "shutdown"),
+        ("reload", "reload"),
         ("upstreams.app", "upstreams.<name>"),
         ("rate_limits.app", "rate_limits.<name>"),
         ("redis", "redis"),

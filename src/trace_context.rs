@@ -1,0 +1,224 @@
+//! W3C trace context (`traceparent`, `tracestate`) for the app behind the gateway.
+//!
+//! A well-formed `traceparent` from a trusted peer (a proxy in front of the gateway) is kept
+//! unchanged with its `tracestate`, so the app joins the trace that peer started. Otherwise,
+//! absent, malformed, or from an untrusted peer, both are dropped and a new trace starts here:
+//! a random trace id and span id from the thread-local RNG, with the sampled flag set so that
+//! parent-based samplers in the app record the trace whose id the access log line carries.
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::forwarded::names::{TRACEPARENT, TRACESTATE};
+
+/// The trace a request belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The 128-bit trace id.
+    pub trace_id: u128,
+    /// The parent span id sent to the app.
+    pub span_id: u64,
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+    /// Whether the context came from a trusted peer (and is forwarded as it came).
+    pub kept: bool,
+}
+
+impl TraceContext {
+    /// Keeps a trusted peer's valid context, or starts a new one.
+    pub fn of_request(headers: &HeaderMap, peer_trusted: bool) -> Self {
+        if peer_trusted {
+            let mut values = headers.get_all(TRACEPARENT).iter();
+            if let (Some(value), None) = (values.next(), values.next()) {
+                if let Some(mut kept) = parse(value.as_bytes()) {
+                    kept.kept = true;
+                    return kept;
+                }
+            }
+        }
+        Self {
+            trace_id: nonzero(|| fastrand::u128(..)),
+            span_id: nonzero(|| fastrand::u64(..)),
+            flags: 0x01,
+            kept: false,
+        }
+    }
+
+    /// Sets the headers the app receives: a kept context goes as it came (with its
+    /// `tracestate`); a new one replaces whatever the client sent and drops `tracestate`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if self.kept {
+            return;
+        }
+        headers.remove(TRACESTATE);
+        let mut buf = [0u8; 55];
+        self.write_traceparent(&mut buf);
+        // Hex digits and dashes are always a valid header value.
+        if let Ok(value) = HeaderValue::from_bytes(&buf) {
+            headers.insert(TRACEPARENT, value);
+        }
+    }
+
+    /// `00-<trace id>-<span id>-<flags>`.
+    fn write_traceparent(&self, buf: &mut [u8; 55]) {
+        buf[..3].copy_from_slice(b"00-");
+        hex(self.trace_id, &mut buf[3..35]);
+        buf[35] = b'-';
+        hex(u128::from(self.span_id), &mut buf[36..52]);
+        buf[52] = b'-';
+        hex(u128::from(self.flags), &mut buf[53..55]);
+    }
+
+    /// The trace id as 32 lower-case hex digits, for the access log.
+    pub fn trace_id_hex(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex(self.trace_id, &mut out);
+        out
+    }
+}
+
+fn nonzero<T: PartialEq + From<u8>>(mut draw: impl FnMut() -> T) -> T {
+    loop {
+        let v = draw();
+        if v != T::from(0) {
+            return v;
+        }
+    }
+}
+
+/// Writes the low `out.len()` hex digits of `v`.
+fn hex(mut v: u128, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for d in out.iter_mut().rev() {
+        *d = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+/// Parses a `traceparent` value (W3C Trace Context level 1): version `00` exactly 55 bytes;
+/// a later version at least that, with any extra after a `-`. Lower-case hex only; the
+/// invalid version `ff` and all-zero ids are refused.
+pub fn parse(v: &[u8]) -> Option<TraceContext> {
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let version = unhex(&v[..2])?;
+    match version {
+        0xff => return None,
+        0x00 if v.len() != 55 => return None,
+        _ if v.len() > 55 && v[55] != b'-' => return None,
+        _ => {}
+    }
+    let trace_id = unhex(&v[3..35])?;
+    let span_id = u64::try_from(unhex(&v[36..52])?).ok()?;
+    let flags = u8::try_from(unhex(&v[53..55])?).ok()?;
+    if trace_id == 0 || span_id == 0 {
+        return None;
+    }
+    Some(TraceContext {
+        trace_id,
+        span_id,
+        flags,
+        kept: false,
+    })
+}
+
+fn unhex(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0u128, |acc, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u128::from(v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn parses_the_spec_example() {
+        let t = parse(VALID.as_bytes()).unwrap();
+        assert_eq!(t.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(t.span_id, 0x00f067aa0ba902b7);
+        assert_eq!(t.flags, 1);
+        assert_eq!(&t.trace_id_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn refuses_malformed_values() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(parse(bad.as_bytes()).is_none(), "{bad:?}");
+        }
+        let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later";
+        assert!(parse(future.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn trusted_valid_context_is_kept_with_its_state() {
+        let h = headers(&[("traceparent", VALID), ("tracestate", "congo=t61rcWkgMzE")]);
+        let t = TraceContext::of_request(&h, true);
+        assert!(t.kept);
+        let mut out = h.clone();
+        t.apply(&mut out);
+        assert_eq!(out, h);
+    }
+
+    #[test]
+    fn untrusted_or_invalid_context_is_replaced() {
+        let cases = [
+            (
+                headers(&[("traceparent", VALID), ("tracestate", "a=b")]),
+                false,
+            ),
+            (
+                headers(&[("traceparent", "garbage"), ("tracestate", "a=b")]),
+                true,
+            ),
+            (
+                headers(&[("traceparent", VALID), ("traceparent", VALID)]),
+                true,
+            ),
+            (headers(&[]), true),
+        ];
+        for (h, trusted) in cases {
+            let t = TraceContext::of_request(&h, trusted);
+            assert!(!t.kept);
+            let mut out = h.clone();
+            t.apply(&mut out);
+            assert!(out.get("tracestate").is_none());
+            let sent = out.get("traceparent").unwrap().to_str().unwrap().to_owned();
+            let parsed = parse(sent.as_bytes()).unwrap();
+            assert_eq!(
+                (parsed.trace_id, parsed.span_id, parsed.flags),
+                (t.trace_id, t.span_id, 1)
+            );
+            assert_ne!(sent, VALID);
+            assert_eq!(out.get_all("traceparent").iter().count(), 1);
+        }
+    }
+}
