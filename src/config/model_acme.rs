@@ -11,7 +11,7 @@ pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 /// `[acme]`. Off unless `certificates` has an entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Acme {
     /// The CA's directory URL.
     pub directory: String,
@@ -48,7 +48,7 @@ impl Acme {
 }
 
 /// External account binding: the key id and MAC key the CA handed out.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eab {
     pub kid: String,
     /// Base64url-encoded HMAC key as the CA gives it.
@@ -75,7 +75,7 @@ impl Challenge {
 }
 
 /// Where ACME state is kept; a shared one makes replicas cooperate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
     /// A directory (a shared volume for a cluster).
     Dir(PathBuf),

@@ -88,6 +88,10 @@ pub fn restart_only_changes(
         b.session_cache_size,
     );
     diffs.cmp("tls.tickets".into(), a.tickets, b.tickets);
+    // ACME's store, client and certificate tasks are set up once at start.
+    if running.acme != new.acme {
+        diffs.push("acme".into(), "as started", "changed");
+    }
     let (a, b) = (&running.log, &new.log);
     diffs.cmp("log.format".into(), Shown(a.format), Shown(b.format));
     diffs.cmp("log.level".into(), &a.level, &b.level);

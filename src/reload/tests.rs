@@ -96,6 +96,25 @@ fn added_removed_and_socket_settings_are_restart_only() {
 }
 
 #[test]
+fn acme_settings_are_restart_only_and_never_echoed() {
+    let with_acme = |hmac: &str| {
+        format!(
+            "{BASE}[listeners.secure]\nlisten = \"127.0.0.1:8443\"\ntls = true\n\
+             [acme]\neab = {{ kid = \"k\", hmac_key = \"{hmac}\" }}\n\
+             [[acme.certificates]]\nnames = [\"app.test\"]\n"
+        )
+    };
+    let running = parse(&with_acme("b2xk"));
+    let text = with_acme("bmV3");
+    let errors = restart_only_changes(&running, &parse(&text), &text, Path::new(FILE));
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["acme"], "{errors:#?}");
+    assert!(!errors[0].message.contains("bmV3"), "{errors:#?}");
+    let same = with_acme("b2xk");
+    assert!(restart_only_changes(&running, &parse(&same), &same, Path::new(FILE)).is_empty());
+}
+
+#[test]
 fn reordered_listeners_keep_their_positions() {
     let running = parse(BASE);
     let (public, rest) = BASE.split_at(BASE.find("[listeners.internal]").unwrap());
