@@ -33,6 +33,9 @@ key = "$BENCH_KEY"
 
 [server]
 workers = $BENCH_THREADS
+# Every benchmark client connects from 127.0.0.1; the default per-address bound (256) would
+# refuse most of mem_idle's 5,000 connections.
+max_connections_per_ip = 0
 
 [admin]
 listen = "127.0.0.1:0"
