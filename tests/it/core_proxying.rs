@@ -63,19 +63,7 @@ async fn sse_events_reach_the_client_as_the_app_writes_them() {
     })
     .await;
     let gw = Gateway::start(&without_probes(simple_config(up.addr, ""))).await;
-    let stream = tokio::net::TcpStream::connect(gw.addr("http"))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/events")
-        .header("host", "a.test")
-        .body(empty())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = get_streaming(gw.addr("http"), "/events").await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let first = tokio::time::timeout(DEADLINE, body.frame())
@@ -281,19 +269,7 @@ async fn a_stalled_upstream_body_is_cut_after_upstream_body_idle() {
         "timeouts = { upstream_body_idle = \"300ms\" }",
     )))
     .await;
-    let stream = tokio::net::TcpStream::connect(gw.addr("http"))
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get("/download")
-        .header("host", "a.test")
-        .body(empty())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    let resp = get_streaming(gw.addr("http"), "/download").await;
     let mut body = resp.into_body();
     let first = tokio::time::timeout(DEADLINE, body.frame())
         .await

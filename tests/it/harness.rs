@@ -723,3 +723,18 @@ pub fn promtool_check(text: &str) -> Option<(bool, String)> {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     Some((out.status.success(), report))
 }
+
+/// GETs `path` (Host `a.test`) over a fresh plain HTTP/1.1 connection and returns the response
+/// as soon as its head arrives, so the test can read the body frame by frame.
+pub async fn get_streaming(addr: SocketAddr, path: &str) -> Response<Incoming> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "a.test")
+        .body(empty())
+        .unwrap();
+    sender.send_request(req).await.unwrap()
+}
