@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use edgeward::config::ClientIpHeader;
-use edgeward::forwarded::{ForwardCtx, Peer, request_id, resolve_client, rewrite_request};
+use edgeward::forwarded::{
+    ForwardCtx, Peer, PeerText, request_id, resolve_client, rewrite_request,
+};
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
@@ -44,6 +46,7 @@ fn rewriting(c: &mut Criterion) {
             tls: true,
             local_port: 8443,
         };
+        let peer_text = PeerText::of(&peer);
         let mut headers = browser_headers();
         if let Some(xff) = xff {
             headers.insert("x-forwarded-for", HeaderValue::from_static(xff));
@@ -59,6 +62,7 @@ fn rewriting(c: &mut Criterion) {
                         h,
                         &ForwardCtx {
                             peer: &peer,
+                            peer_text: &peer_text,
                             resolved: &resolved,
                             authority: &authority,
                             request_id: &id,

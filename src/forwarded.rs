@@ -91,6 +91,39 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A connection's peer address and local port as header values, rendered once when the
+/// connection is accepted: for a client talking to the gateway directly (the common case)
+/// `X-Forwarded-For`, `X-Real-IP` and `X-Forwarded-Port` are then reference-count bumps,
+/// not formatting and allocation per request.
+#[derive(Debug, Clone)]
+pub struct PeerText {
+    ip: IpAddr,
+    ip_text: HeaderValue,
+    port_text: HeaderValue,
+}
+
+impl PeerText {
+    /// Renders `peer`'s address and port.
+    pub fn of(peer: &Peer) -> Self {
+        let mut ip = StackWriter::<MAX_IP_TEXT>::new();
+        let mut port = StackWriter::<5>::new();
+        // Both fit their buffers, and digits, dots and colons are valid header values.
+        let ip_text = write!(ip, "{}", peer.ip)
+            .ok()
+            .and_then(|()| HeaderValue::from_bytes(ip.as_bytes()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        let port_text = write!(port, "{}", peer.local_port)
+            .ok()
+            .and_then(|()| HeaderValue::from_bytes(port.as_bytes()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        Self {
+            ip: peer.ip,
+            ip_text,
+            port_text,
+        }
+    }
+}
+
 /// The outcome of [`resolve_client`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -244,6 +277,8 @@ impl Walk<'_> {
 pub struct ForwardCtx<'a> {
     /// The connection the request arrived on.
     pub peer: &'a Peer,
+    /// Its address and port as header values, rendered once per connection.
+    pub peer_text: &'a PeerText,
     /// From [`resolve_client`] for this request.
     pub resolved: &'a Resolved,
     /// The effective authority as received (`Authority::header`).
@@ -284,14 +319,16 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     remove_connection_listed(headers, |name| {
         is_protected_request_header(name) || (ctx.upgrade && name.eq_ignore_ascii_case("upgrade"))
     });
-    remove_hop_by_hop(headers, ctx.upgrade);
+    // One pass over the names; the common request has nothing to remove.
     remove_where(headers, |name| {
+        if is_hop_by_hop(name, ctx.upgrade) || name == FORWARDED {
+            return true;
+        }
         let name = name.as_str().as_bytes();
         name.starts_with(b"proxy-")
             || (name.contains(&b'_') && (!ctx.allow_underscore || is_aliased_underscore(name)))
             || (!trusted && is_gateway_header(name))
     });
-    headers.remove(FORWARDED);
 
     if !(trusted
         && single_value_is(headers, &X_FORWARDED_PROTO, |v| {
@@ -305,21 +342,34 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
         headers.insert(X_FORWARDED_HOST, ctx.authority.clone());
     }
     if !(trusted && single_value_is(headers, &X_FORWARDED_PORT, |v| parse_port(v).is_some())) {
-        let mut port = StackWriter::<5>::new();
-        if write!(port, "{}", ctx.peer.local_port).is_ok() {
-            insert_written(headers, X_FORWARDED_PORT, &port);
-        }
+        headers.insert(X_FORWARDED_PORT, ctx.peer_text.port_text.clone());
     }
 
     let client = ctx.resolved.client.ip;
     let hops = ctx.resolved.hops();
-    let mut xff = StackWriter::<{ (MAX_HOPS + 1) * (MAX_IP_TEXT + 2) }>::new();
-    if write_chain(&mut xff, client, hops).is_ok() {
-        insert_written(headers, X_FORWARDED_FOR, &xff);
-    }
-    let mut real_ip = StackWriter::<MAX_IP_TEXT>::new();
-    if write!(real_ip, "{client}").is_ok() {
-        insert_written(headers, X_REAL_IP, &real_ip);
+    if hops.is_empty() {
+        // The chain is the client alone, and `X-Real-IP` says the same.
+        let text = if client == ctx.peer_text.ip {
+            Some(ctx.peer_text.ip_text.clone())
+        } else {
+            let mut ip = StackWriter::<MAX_IP_TEXT>::new();
+            write!(ip, "{client}")
+                .ok()
+                .and_then(|()| HeaderValue::from_bytes(ip.as_bytes()).ok())
+        };
+        if let Some(text) = text {
+            headers.insert(X_FORWARDED_FOR, text.clone());
+            headers.insert(X_REAL_IP, text);
+        }
+    } else {
+        let mut xff = StackWriter::<{ (MAX_HOPS + 1) * (MAX_IP_TEXT + 2) }>::new();
+        if write_chain(&mut xff, client, hops).is_ok() {
+            insert_written(headers, X_FORWARDED_FOR, &xff);
+        }
+        let mut real_ip = StackWriter::<MAX_IP_TEXT>::new();
+        if write!(real_ip, "{client}").is_ok() {
+            insert_written(headers, X_REAL_IP, &real_ip);
+        }
     }
     if let Some(prefix) = ctx.prefix {
         if let Ok(value) = HeaderValue::from_str(prefix) {
@@ -346,8 +396,9 @@ pub fn rewrite_response(headers: &mut HeaderMap, upgrade: bool) {
     remove_connection_listed(headers, |name| {
         upgrade && name.eq_ignore_ascii_case("upgrade")
     });
-    remove_hop_by_hop(headers, upgrade);
-    remove_where(headers, |name| name.as_str().starts_with("proxy-"));
+    remove_where(headers, |name| {
+        is_hop_by_hop(name, upgrade) || name.as_str().starts_with("proxy-")
+    });
     if upgrade && headers.contains_key(UPGRADE) {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -460,13 +511,15 @@ fn remove_connection_listed(headers: &mut HeaderMap, keep: impl Fn(&str) -> bool
     }
 }
 
-fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    for name in [CONNECTION, KEEP_ALIVE, TE, TRAILER, TRANSFER_ENCODING] {
-        headers.remove(name);
-    }
-    if !upgrade {
-        headers.remove(UPGRADE);
-    }
+/// `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, and `Upgrade` unless the
+/// exchange is an upgrade. Compared as names, so a request without any costs no lookups.
+fn is_hop_by_hop(name: &HeaderName, upgrade: bool) -> bool {
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || (!upgrade && name == UPGRADE)
+        || name.as_str() == KEEP_ALIVE.as_str()
 }
 
 /// Remove every header whose name `doomed` accepts. Rescanning after each removal keeps the

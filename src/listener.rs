@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
-use crate::forwarded::{Peer, canonical_ip};
+use crate::forwarded::{Peer, PeerText, canonical_ip};
 use crate::metrics::{self, ConnGauges};
 use crate::proxy_protocol;
 use crate::service::{self, Conn, Shared};
@@ -169,13 +169,14 @@ pub struct Lifecycle {
 pub struct Active<'a>(&'a Lifecycle);
 
 impl Lifecycle {
-    /// `max_requests == 0` means unlimited.
-    pub fn new(max_requests: u64) -> Self {
+    /// `max_requests == 0` means unlimited. The close signal is a child of `drain`, so a
+    /// connection waits on one token for both (fewer polls per wake-up).
+    pub fn new(max_requests: u64, drain: &CancellationToken) -> Self {
         Self {
             active: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             max_requests,
-            close: CancellationToken::new(),
+            close: drain.child_token(),
         }
     }
 
@@ -370,16 +371,18 @@ async fn serve(
     let settings = ConnSettings::from(config);
     drop(snap);
     let conn = |tls: bool, proto: &'static str| {
+        let peer = Peer {
+            ip: client.ip(),
+            tls,
+            local_port,
+        };
         Arc::new(Conn {
             listener: this.index,
-            peer: Peer {
-                ip: client.ip(),
-                tls,
-                local_port,
-            },
+            peer,
+            peer_text: PeerText::of(&peer),
             remote: client,
             proto,
-            life: Lifecycle::new(settings.max_requests),
+            life: Lifecycle::new(settings.max_requests, &plane.drain),
             gauges: this.gauges.clone(),
         })
     };
@@ -529,7 +532,7 @@ where
         .max_header_size(s.max_request_header)
         .max_headers(s.max_headers);
     let conn = builder.serve_connection(io, svc).with_upgrades();
-    drive(conn, &plane.drain, close, s.max_age, None).await;
+    drive(conn, close, s.max_age, None).await;
 }
 
 async fn serve_h2<I>(plane: &DataPlane, conn: Arc<Conn>, s: &ConnSettings, io: TokioIo<I>)
@@ -552,16 +555,15 @@ where
         .keep_alive_interval(s.h2.keepalive_interval)
         .keep_alive_timeout(s.h2.keepalive_timeout);
     let conn = builder.serve_connection(io, svc);
-    drive(conn, &plane.drain, close, s.max_age, idle).await;
+    drive(conn, close, s.max_age, idle).await;
 }
 
 /// Runs a connection until it ends. It is asked to finish (in-flight requests complete) on
-/// drain, on its own close signal (request limit, idle shedding), once it reaches its maximum
+/// its close signal (drain, request limit, idle shedding), once it reaches its maximum
 /// age (plus up to 10% jitter so a scale-out does not make every client reconnect at once),
 /// and, for HTTP/2, after `keepalive_idle` without any request.
 async fn drive<C: Graceful>(
     conn: C,
-    drain: &CancellationToken,
     close: CancellationToken,
     max_age: Option<Duration>,
     idle: Option<(Arc<Conn>, Duration)>,
@@ -590,9 +592,10 @@ async fn drive<C: Graceful>(
             seen = now;
         }
     };
+    // Every wake-up of the connection polls each branch; the connection goes first.
     let res = tokio::select! {
+        biased;
         res = conn.as_mut() => res,
-        () = drain.cancelled() => finish(conn).await,
         () = close.cancelled() => finish(conn).await,
         () = age => finish(conn).await,
         () = idle => finish(conn).await,
@@ -669,7 +672,8 @@ mod tests {
 
     #[test]
     fn request_limit_asks_the_connection_to_close() {
-        let life = Lifecycle::new(2);
+        let drain = tokio_util::sync::CancellationToken::new();
+        let life = Lifecycle::new(2, &drain);
         drop(life.begin());
         assert!(!life.close.is_cancelled());
         let active = life.begin();
@@ -678,5 +682,15 @@ mod tests {
         drop(active);
         assert!(life.is_idle());
         assert_eq!(life.served(), 2);
+    }
+
+    #[test]
+    fn drain_asks_every_connection_to_close() {
+        let drain = tokio_util::sync::CancellationToken::new();
+        let life = Lifecycle::new(0, &drain);
+        drop(life.begin());
+        assert!(!life.close.is_cancelled());
+        drain.cancel();
+        assert!(life.close.is_cancelled());
     }
 }

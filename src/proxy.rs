@@ -111,6 +111,7 @@ pub async fn forward(
         &mut parts.headers,
         &ForwardCtx {
             peer: &conn.peer,
+            peer_text: &conn.peer_text,
             resolved,
             authority: &authority.header,
             request_id,

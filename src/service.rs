@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::access_log::{self, AccessLog};
 use crate::body::ResponseBody;
 use crate::error::{RequestError, Side};
-use crate::forwarded::{self, Peer, names::X_REQUEST_ID};
+use crate::forwarded::{self, Peer, PeerText, names::X_REQUEST_ID};
 use crate::metrics::{ConnGauges, Metrics};
 use crate::normalize::{self, Authority};
 use crate::ratelimit;
@@ -61,6 +61,8 @@ pub struct Conn {
     pub listener: usize,
     /// Peer address as the client identity starts from, and TLS/port facts.
     pub peer: Peer,
+    /// The peer's address and port as header values.
+    pub peer_text: PeerText,
     /// The TCP (or PROXY-protocol) peer, for logs.
     pub remote: SocketAddr,
     /// `"h1"` or `"h2"`.

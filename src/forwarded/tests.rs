@@ -95,6 +95,7 @@ fn rewrite(peer: &Peer, mut headers: HeaderMap, opts: &Opts) -> (Resolved, Heade
     let resolved = resolve_client(peer, &internal(), ClientIpHeader::XForwardedFor, &headers);
     let ctx = ForwardCtx {
         peer,
+        peer_text: &PeerText::of(peer),
         resolved: &resolved,
         authority: &HeaderValue::from_static("App.Example.com:8443"),
         request_id: &HeaderValue::from_static("req-1"),
