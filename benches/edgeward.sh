@@ -2,8 +2,9 @@
 # defaults for everything the job does not turn off (request ids, forwarding headers), with
 # the access log off as for every candidate.
 # Build first: cargo build --release. EDGEWARD_BIN overrides the binary. Variant candidates
-# (benches/edgeward-*.sh) set EDGEWARD_ROUTE_EXTRA (keys for the /api route) and
-# EDGEWARD_CONFIG_EXTRA (more sections) and source this file.
+# (benches/edgeward-*.sh) set EDGEWARD_ROUTE_EXTRA (keys for the /api route),
+# EDGEWARD_UPSTREAM_EXTRA (keys for the api upstream), EDGEWARD_CONFIG_EXTRA (more sections)
+# or EDGEWARD_ACCESS_LOG=true (an access log file in the work dir) and source this file.
 
 CAND_FEATURES="http tls h2 static"
 CAND_DESC="edgeward, shipped defaults, server.workers = 1"
@@ -17,8 +18,12 @@ cand_version() {
 }
 
 cand_start() {
-  local W="$BENCH_WORKDIR" u replicas=""
+  local W="$BENCH_WORKDIR" u replicas="" access="access_log = false"
   for u in $BENCH_UPSTREAMS; do replicas+="\"$u\", "; done
+  if [[ "${EDGEWARD_ACCESS_LOG:-false}" == true ]]; then
+    access="access_log = true
+access_log_file = \"$W/access.log\""
+  fi
   cat >"$W/edgeward.toml" <<EOF2
 [listeners.public]
 listen = "$BENCH_LISTEN_HOST:$BENCH_HTTP_PORT"
@@ -41,14 +46,15 @@ max_connections_per_ip = 0
 listen = "127.0.0.1:0"
 
 [log]
-access_log = false
 level = "warn"
+${access}
 
 [upstreams.api]
 replicas = [${replicas}]
 max_connections = 512
 # The job asks for round-robin; the shipped default is p2c_ewma.
 policy = "round_robin"
+${EDGEWARD_UPSTREAM_EXTRA:-}
 
 [[routes]]
 path = "/api"

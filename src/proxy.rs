@@ -168,8 +168,11 @@ pub async fn forward(
     let key = upstream.hash_key(&parts.headers, resolved.client.ip);
     upstream.budget.deposit();
     // What a lost request is rebuilt from; kept only when it could be replayed elsewhere.
-    let mut replay = (idempotent && replayable && upstream.members().replicas.len() > 1)
-        .then(|| Replay::keep(&parts, &body));
+    let mut replay = (idempotent
+        && replayable
+        && upstream.members().replicas.len() > 1
+        && !upstream.budget.never_grants())
+    .then(|| Replay::keep(&parts, &body));
     let mut request = Request::from_parts(parts, body);
     let mut tried: Vec<Arc<Replica>> = Vec::new();
     // After a failed attempt with nowhere else to go, that failure is the answer.

@@ -124,15 +124,17 @@ pub async fn handle(
     let start = Instant::now();
     let _active = conn.life.begin();
     let snap = shared.snapshot.load_full();
-    let head = Head {
-        method: req.method().clone(),
+    let method = req.method().clone();
+    // The request head is kept for the access line only when one may be written.
+    let head = snap.config.log.access_log.then(|| Head {
+        method: method.clone(),
         uri: req.uri().clone(),
         host: req.headers().get(HOST).cloned(),
         version: req.version(),
         bytes_in: req.body().size_hint().exact(),
-    };
+    });
     let mut rec = Record {
-        log: snap.config.log.access_log,
+        log: head.is_some(),
         ..Record::default()
     };
 
@@ -164,10 +166,10 @@ pub async fn handle(
         None => snap.unrouted.as_ref(),
     };
     if let Some(counters) = counters {
-        counters.record(&head.method, resp.status(), elapsed);
+        counters.record(&method, resp.status(), elapsed);
     }
-    if rec.log {
-        access(&shared, &snap, &conn, &head, &rec, &resp, elapsed);
+    if let Some(head) = head.as_ref().filter(|_| rec.log) {
+        access(&shared, &snap, &conn, head, &rec, &resp, elapsed);
     }
     Ok(resp)
 }

@@ -64,6 +64,12 @@ impl RetryBudget {
         }
     }
 
+    /// A budget of zero percent and zero per second: no retry is ever granted, so nothing
+    /// needs to be kept for one.
+    pub fn never_grants(&self) -> bool {
+        self.deposit == 0 && self.min_per_sec == 0
+    }
+
     /// Counts one request.
     pub fn deposit(&self) {
         if self.deposit == 0 {
@@ -126,6 +132,18 @@ mod tests {
         }
         let granted = (0..50).filter(|_| b.withdraw(5)).count();
         assert_eq!(granted, 20);
+    }
+
+    #[test]
+    fn an_empty_budget_never_grants() {
+        let b = RetryBudget::new(0, 0);
+        assert!(b.never_grants());
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        assert!(!b.withdraw(1));
+        assert!(!RetryBudget::new(0, 1).never_grants());
+        assert!(!RetryBudget::new(1, 0).never_grants());
     }
 
     #[test]
