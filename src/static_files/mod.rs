@@ -21,9 +21,11 @@ pub mod resolve;
 pub mod stream;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -34,6 +36,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::OnceCell;
 
 use crate::body::ResponseBody;
 use crate::config::StaticConfig;
@@ -74,6 +77,10 @@ pub(crate) struct Site {
     cache_hashed: HeaderValue,
     cache_other: HeaderValue,
     cache: Cache,
+    /// Loads in flight by cache key (see [`StaticSite::serve`]).
+    loading: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+    /// Loads started, for tests.
+    loads: AtomicU64,
 }
 
 impl StaticSite {
@@ -100,6 +107,8 @@ impl StaticSite {
             cache_hashed: config.cache_control_hashed.clone(),
             cache_other: config.cache_control_other.clone(),
             cache: Cache::default(),
+            loading: Mutex::default(),
+            loads: AtomicU64::new(0),
         });
         let watcher = if watch_root {
             watch(&site, &config.root)
@@ -147,24 +156,60 @@ impl StaticSite {
             self.site.cache.remove(&key, &entry);
         }
 
+        // One load at a time per key: on a cold cache, a burst of requests for one file
+        // would otherwise read and compress it once per request (a brotli encoder holds
+        // megabytes), each on its own blocking thread. The others wait for that load, then
+        // look in the cache again; what is not cached (large files) they load themselves.
         let accept = Accept::from_headers(headers);
         let ranged = conditional::has_range(headers);
-        let site = Arc::clone(&self.site);
-        let (key, file, dir) = (key.into_owned(), target.path.into_owned(), target.dir);
-        let loaded =
-            tokio::task::spawn_blocking(move || site.load(&key, &file, dir, accept, ranged))
-                .await
-                .map_err(|_| RequestError::File(FileError::Io))?
-                .map_err(|err| {
-                    tracing::warn!(path, "cannot read static file: {err}");
-                    RequestError::File(FileError::Io)
-                })?;
+        let flight = self.site.flight(&key);
+        let mut led = None;
+        flight
+            .get_or_init(|| async {
+                led = Some(self.load(&key, &target, accept, ranged).await);
+            })
+            .await;
+        self.site.landed(&key, &flight);
+        let loaded = match led {
+            Some(loaded) => loaded?,
+            None => match self.site.cache.get(&key) {
+                Some(entry) => return Ok(respond_cached(&entry, headers, head)),
+                None => self.load(&key, &target, accept, ranged).await?,
+            },
+        };
         match loaded {
             Loaded::Cached(entry) => Ok(respond_cached(&entry, headers, head)),
             Loaded::Stream(streamed) => respond_streamed(*streamed, headers, head),
             Loaded::AddSlash => Ok(add_slash(path, req.uri().query())),
             Loaded::NotFound => Err(RequestError::File(FileError::NotFound)),
         }
+    }
+
+    /// Reads `target` off the runtime: a cache entry (stored for the next request), a file
+    /// to stream, or what to answer instead.
+    async fn load(
+        &self,
+        key: &str,
+        target: &resolve::Target<'_>,
+        accept: Accept,
+        ranged: bool,
+    ) -> Result<Loaded, RequestError> {
+        self.site.loads.fetch_add(1, Ordering::Relaxed);
+        let site = Arc::clone(&self.site);
+        let (key, file, dir) = (key.to_owned(), target.path.to_string(), target.dir);
+        tokio::task::spawn_blocking(move || site.load(&key, &file, dir, accept, ranged))
+            .await
+            .map_err(|_| RequestError::File(FileError::Io))?
+            .map_err(|err| {
+                tracing::warn!(path = %target.path, "cannot read static file: {err}");
+                RequestError::File(FileError::Io)
+            })
+    }
+
+    /// Loads started so far.
+    #[cfg(test)]
+    pub(crate) fn loads(&self) -> u64 {
+        self.site.loads.load(Ordering::Relaxed)
     }
 
     async fn unchanged(&self, entry: &Arc<Entry>) -> bool {
@@ -176,6 +221,20 @@ impl StaticSite {
 }
 
 impl Site {
+    /// The load in flight for `key`, or a new one to lead.
+    fn flight(&self, key: &str) -> Arc<OnceCell<()>> {
+        let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(loading.entry(key.to_owned()).or_default())
+    }
+
+    /// `flight` is over: later misses start a new one.
+    fn landed(&self, key: &str, flight: &Arc<OnceCell<()>>) {
+        let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        if loading.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            loading.remove(key);
+        }
+    }
+
     /// A path below the root changed: drop what was built from it; a manifest change is
     /// re-read and empties the cache (any name may have changed policy).
     fn changed(&self, rel: &str) {

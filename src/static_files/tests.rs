@@ -123,3 +123,36 @@ async fn a_change_without_an_event_is_seen_by_revalidation() {
     std::fs::write(root.path().join("v.json.gz"), "gz").unwrap();
     assert!(!site.site.unchanged(&entry));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_misses_for_one_file_loads_it_once() {
+    let root = tempfile::tempdir().unwrap();
+    let js = "export const answer = 42;\n".repeat(400);
+    std::fs::write(root.path().join("app.js"), &js).unwrap();
+    std::fs::write(root.path().join("big.bin"), vec![7u8; 4 << 20]).unwrap();
+    let site = std::sync::Arc::new(StaticSite::open_with(&config(root.path()), false).unwrap());
+
+    let burst = |path: &'static str| {
+        (0..32)
+            .map(|_| {
+                let site = std::sync::Arc::clone(&site);
+                tokio::spawn(async move { get(&site, path).await })
+            })
+            .collect::<Vec<_>>()
+    };
+    for request in burst("/app.js") {
+        assert_eq!(request.await.unwrap().body(), js.as_bytes());
+    }
+    assert_eq!(
+        site.loads(),
+        1,
+        "one read and compression for the whole burst"
+    );
+
+    // Files too large for the cache are streamed per request: every request still gets one.
+    let before = site.loads();
+    for request in burst("/big.bin") {
+        assert_eq!(request.await.unwrap().body().len(), 4 << 20);
+    }
+    assert!(site.loads() - before >= 32);
+}
