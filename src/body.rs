@@ -20,8 +20,12 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::compress::CompressedBody;
 use crate::static_files::stream::FileBody;
+
+mod read;
+
 use crate::upstream::pool::PooledBody;
 use crate::upstream::replica::InFlight;
+pub use read::ReadBody;
 
 /// Why a client body stopped, recorded so the proxy can answer 413 or 408 instead of 502.
 #[derive(Debug, Default)]

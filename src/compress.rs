@@ -12,24 +12,26 @@ use std::task::{Context, Poll, ready};
 
 use async_compression::Level;
 use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
     ETAG, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
-use crate::body::{BodyError, ResponseBody};
+use crate::body::{ReadBody, ResponseBody};
 use crate::static_files::conditional::{Accept, Encoding};
 use crate::static_files::stream::CHUNK;
 
 /// Smallest body worth compressing.
 const MIN_BODY: u64 = 1024;
 
-/// Brotli quality on the fly: about gzip's speed at a better ratio.
-const BROTLI_QUALITY: i32 = 4;
+/// Brotli quality on the fly (proxied bodies and files without a sidecar): about gzip's
+/// speed at a better ratio; the high settings are kept for bodies compressed once into a
+/// cache.
+pub const BROTLI_QUALITY: i32 = 4;
 
 /// What the request allows, taken before the request is handed to the proxy.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +71,13 @@ pub fn response(resp: &mut Response<ResponseBody>, wanted: Wanted) {
         }
     }
     let body = std::mem::replace(resp.body_mut(), ResponseBody::Empty);
-    *resp.body_mut() = ResponseBody::Compressed(CompressedBody::new(body, encoding));
+    let reader = BodyReader {
+        body,
+        chunk: Bytes::new(),
+        ended: false,
+    };
+    *resp.body_mut() =
+        ResponseBody::Compressed(ReadBody::new(Encoder::new(reader, encoding), CHUNK, None));
 }
 
 fn qualifies(headers: &HeaderMap) -> bool {
@@ -102,95 +110,48 @@ fn qualifies(headers: &HeaderMap) -> bool {
 }
 
 /// A response body read through an encoder.
-pub struct CompressedBody {
-    encoder: Encoder,
-    buf: BytesMut,
-    done: bool,
+pub type CompressedBody = ReadBody<Encoder<BodyReader>>;
+
+/// A compressor reading from `R`. Boxed once per compressed body: the encoders' state is
+/// kilobytes, and every other body stays small.
+pub enum Encoder<R> {
+    /// gzip at the default level.
+    Gzip(Box<GzipEncoder<R>>),
+    /// brotli at [`BROTLI_QUALITY`].
+    Brotli(Box<BrotliEncoder<R>>),
 }
 
-/// Boxed once per compressed response: the encoders' state is kilobytes.
-enum Encoder {
-    Gzip(Box<GzipEncoder<BodyReader>>),
-    Brotli(Box<BrotliEncoder<BodyReader>>),
-}
-
-impl CompressedBody {
-    fn new(body: ResponseBody, encoding: Encoding) -> Self {
-        let reader = BodyReader {
-            body,
-            chunk: Bytes::new(),
-            ended: false,
-        };
-        let encoder = match encoding {
+impl<R: AsyncBufRead> Encoder<R> {
+    /// Compresses what `input` yields with `encoding`.
+    pub fn new(input: R, encoding: Encoding) -> Self {
+        match encoding {
             Encoding::Gzip => {
-                Encoder::Gzip(Box::new(GzipEncoder::with_quality(reader, Level::Default)))
+                Self::Gzip(Box::new(GzipEncoder::with_quality(input, Level::Default)))
             }
-            Encoding::Brotli => Encoder::Brotli(Box::new(BrotliEncoder::with_quality(
-                reader,
+            Encoding::Brotli => Self::Brotli(Box::new(BrotliEncoder::with_quality(
+                input,
                 Level::Precise(BROTLI_QUALITY),
             ))),
-        };
-        CompressedBody {
-            encoder,
-            buf: BytesMut::new(),
-            done: false,
         }
     }
 }
 
-impl Body for CompressedBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
+impl<R: AsyncBufRead + Unpin> AsyncRead for Encoder<R> {
+    fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Gzip(e) => Pin::new(e.as_mut()).poll_read(cx, out),
+            Self::Brotli(e) => Pin::new(e.as_mut()).poll_read(cx, out),
         }
-        if this.buf.capacity() < CHUNK {
-            this.buf.reserve(CHUNK);
-        }
-        let polled = match &mut this.encoder {
-            Encoder::Gzip(e) => {
-                tokio_util::io::poll_read_buf(Pin::new(e.as_mut()), cx, &mut this.buf)
-            }
-            Encoder::Brotli(e) => {
-                tokio_util::io::poll_read_buf(Pin::new(e.as_mut()), cx, &mut this.buf)
-            }
-        };
-        match ready!(polled) {
-            Ok(0) => {
-                this.done = true;
-                Poll::Ready(None)
-            }
-            Ok(_) => Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze())))),
-            Err(err) => {
-                this.done = true;
-                let cause = err
-                    .get_ref()
-                    .and_then(|e| e.downcast_ref::<BodyError>())
-                    .copied()
-                    .unwrap_or(BodyError::Aborted);
-                Poll::Ready(Some(Err(cause)))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
 /// The upstream body as a buffered reader for the encoder; trailers are dropped (the
 /// compressed response is a plain chunked body).
-struct BodyReader {
+pub struct BodyReader {
     body: ResponseBody,
     chunk: Bytes,
     ended: bool,
