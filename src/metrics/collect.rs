@@ -12,6 +12,7 @@ use prometheus_client::registry::Unit;
 
 use super::Sources;
 use super::hot::{HistogramSnapshot, METHODS, RouteMetrics, STATUS_CLASSES, UPSTREAM_ERRORS};
+use crate::ratelimit::Limiter;
 use crate::snapshot::Snapshot;
 use crate::tls::{CertStore, HandshakeFailures};
 
@@ -20,6 +21,7 @@ impl Collector for Sources {
         if let Some(shared) = self.shared.get() {
             let snap = shared.snapshot.load_full();
             routes(&mut encoder, &snap)?;
+            rate_limits(&mut encoder, &snap)?;
             upstreams(&mut encoder, &snap)?;
             certificates(&mut encoder, &shared.certs)?;
         }
@@ -28,6 +30,18 @@ impl Collector for Sources {
         }
         Ok(())
     }
+}
+
+/// One counter without labels.
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), fmt::Error> {
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, u64, u64>(&value, None)
 }
 
 /// One counter family: HELP/TYPE, then a sample per label set.
@@ -130,6 +144,59 @@ fn routes(encoder: &mut DescriptorEncoder, snap: &Snapshot) -> Result<(), fmt::E
         list.iter()
             .filter(|(name, _)| !name.is_empty())
             .map(|(name, m)| ([("route", &**name)], m.rate_limited_count())),
+    )
+}
+
+/// Each rate limit the routes of the snapshot use, once, by name; and the Redis backend they
+/// share, if any. Read at scrape time: the request path only counts in the limiters.
+fn rate_limits(encoder: &mut DescriptorEncoder, snap: &Snapshot) -> Result<(), fmt::Error> {
+    let mut limits: Vec<&Arc<Limiter>> = snap.router.values().flat_map(|r| &r.limits).collect();
+    limits.sort_by(|a, b| a.name.cmp(&b.name));
+    limits.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    if limits.is_empty() {
+        return Ok(());
+    }
+    gauges(
+        encoder,
+        "rate_limit_keys",
+        "Buckets a rate limit tracks now (clients, header values), by limit",
+        None,
+        limits
+            .iter()
+            .map(|l| ([("limit", &*l.name)], l.local().tracked_keys() as f64)),
+    )?;
+    gauges(
+        encoder,
+        "rate_limit_max_keys",
+        "Most buckets a rate limit tracks before new keys share its overflow bucket",
+        None,
+        limits
+            .iter()
+            .map(|l| ([("limit", &*l.name)], l.local().max_keys() as f64)),
+    )?;
+    counters(
+        encoder,
+        "rate_limit_overflow_decisions",
+        "Decisions made in the shared overflow bucket because the key cap was reached",
+        limits
+            .iter()
+            .map(|l| ([("limit", &*l.name)], l.local().overflow_hits())),
+    )?;
+    let Some(redis) = limits.iter().find_map(|l| l.redis()) else {
+        return Ok(());
+    };
+    let stats = redis.stats();
+    counter(
+        encoder,
+        "rate_limit_redis_failures",
+        "Redis calls for shared rate limits that failed or timed out",
+        stats.failures,
+    )?;
+    counter(
+        encoder,
+        "rate_limit_redis_fallbacks",
+        "Rate-limit decisions made without Redis (locally, or 429 when failing closed)",
+        stats.fallbacks,
     )
 }
 
@@ -250,14 +317,12 @@ fn certificates(encoder: &mut DescriptorEncoder, certs: &CertStore) -> Result<()
 }
 
 fn tls(encoder: &mut DescriptorEncoder, handshakes: &HandshakeFailures) -> Result<(), fmt::Error> {
-    encoder
-        .encode_descriptor(
-            "tls_handshakes",
-            "Completed TLS handshakes",
-            None,
-            MetricType::Counter,
-        )?
-        .encode_counter::<NoLabelSet, u64, u64>(&handshakes.handshakes_ok(), None)?;
+    counter(
+        encoder,
+        "tls_handshakes",
+        "Completed TLS handshakes",
+        handshakes.handshakes_ok(),
+    )?;
     counters(
         encoder,
         "tls_handshake_failures",

@@ -285,6 +285,11 @@ impl<C: Clock> LocalLimiter<C> {
         self.store.counts.tracked.load(Ordering::Relaxed)
     }
 
+    /// Most keys tracked before new ones share the overflow bucket.
+    pub fn max_keys(&self) -> usize {
+        self.store.max_keys
+    }
+
     /// Entries the map has room for without growing.
     pub fn capacity(&self) -> usize {
         self.store.map.capacity()

@@ -181,6 +181,16 @@ async fn each_client_has_its_own_bucket() {
             "127.0.0.3"
         ]
     );
+    let metrics = scrape(gw.admin).await;
+    assert_eq!(metrics[r#"edgeward_rate_limit_keys{limit="per_ip"}"#], 2.0);
+    assert_eq!(
+        metrics[r#"edgeward_rate_limit_max_keys{limit="per_ip"}"#],
+        1_000_000.0
+    );
+    assert_eq!(
+        metrics[r#"edgeward_rate_limit_overflow_decisions_total{limit="per_ip"}"#],
+        0.0
+    );
 }
 
 #[tokio::test]

@@ -197,6 +197,9 @@ async fn fail_open_decides_locally_while_redis_is_down() {
         status(&gw).await,
     ];
     assert_eq!(got, [200, 200, 200, 429]);
+    let metrics = scrape(gw.admin).await;
+    assert_eq!(metrics["edgeward_rate_limit_redis_fallbacks_total"], 4.0);
+    assert!(metrics["edgeward_rate_limit_redis_failures_total"] >= 1.0);
     eventually("the outage is logged", || {
         gw.log().contains("Redis unavailable")
     })
