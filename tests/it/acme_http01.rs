@@ -76,33 +76,70 @@ pub fn local(port: u16) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// What the Pebble tests start from: Pebble told two fresh ports (refusing the `blocklist`
+/// names), an upstream, and an empty directory store.
+pub struct Bed {
+    pub pebble: Pebble,
+    pub up: Upstream,
+    pub http_port: u16,
+    pub tls_port: u16,
+    pub store: tempfile::TempDir,
+    pub storage: String,
+}
+
+impl Bed {
+    /// `None` (the test then passes vacuously) when Pebble is not installed; CI installs it.
+    pub async fn start(blocklist: &[&str]) -> Option<Self> {
+        if !pebble::installed() {
+            return None;
+        }
+        let (http_port, tls_port) = (free_port(), free_port());
+        let pebble = Pebble::start(PebbleSetup {
+            http_port,
+            tls_port,
+            blocklist,
+        })
+        .await;
+        let store = tempfile::tempdir().unwrap();
+        let storage = format!("dir:{}", store.path().display());
+        Some(Self {
+            pebble,
+            up: Upstream::ok().await,
+            http_port,
+            tls_port,
+            store,
+            storage,
+        })
+    }
+
+    /// A site for `names` on this bed's two ports, with `acme_extra` in `[acme]`.
+    pub fn site<'a>(&'a self, names: &'a [&'a str], acme_extra: &'a str) -> Site<'a> {
+        Site {
+            plain: Some(local(self.http_port)),
+            tls: local(self.tls_port),
+            directory: &self.pebble.directory,
+            ca_roots: &self.pebble.tls_ca,
+            storage: &self.storage,
+            acme_extra,
+            names,
+            upstream: self.up.addr,
+        }
+    }
+
+    /// The TLS listener's address.
+    pub fn https(&self) -> std::net::SocketAddr {
+        local(self.tls_port)
+    }
+}
+
 #[tokio::test]
 async fn http01_certificate_is_served_and_a_restart_orders_nothing() {
-    if !pebble::installed() {
+    let Some(bed) = Bed::start(&[]).await else {
         return;
-    }
-    let (http_port, tls_port) = (free_port(), free_port());
-    let pebble = Pebble::start(PebbleSetup {
-        http_port,
-        tls_port,
-        blocklist: &[],
-    })
-    .await;
-    let up = Upstream::ok().await;
-    let store = tempfile::tempdir().unwrap();
-    let storage = format!("dir:{}", store.path().display());
-    let config = Site {
-        plain: Some(local(http_port)),
-        tls: local(tls_port),
-        directory: &pebble.directory,
-        ca_roots: &pebble.tls_ca,
-        storage: &storage,
-        acme_extra: "",
-        names: &["app.test", "www.app.test"],
-        upstream: up.addr,
-    }
-    .config();
-    let https = local(tls_port);
+    };
+    let (pebble, store) = (&bed.pebble, &bed.store);
+    let config = bed.site(&["app.test", "www.app.test"], "").config();
+    let https = bed.https();
     let root = pebble.issuing_root().await;
 
     let gw = Gateway::start(&config).await;

@@ -3,40 +3,25 @@
 
 use std::time::Duration;
 
-use crate::acme_http01::{ISSUE_WAIT, Site, local};
+use crate::acme_http01::{Bed, ISSUE_WAIT, Site, local};
 use crate::harness::*;
-use crate::pebble::{self, Pebble, PebbleSetup, served_leaf, wait_for_leaf};
+use crate::pebble::{self, served_leaf, wait_for_leaf};
 
 #[tokio::test]
 async fn tls_alpn01_issues_with_only_the_tls_port() {
-    if !pebble::installed() {
-        return;
-    }
     // Pebble's HTTP-01 port is one where nothing listens: only TLS-ALPN-01 can succeed.
-    let (dead_http, tls_port) = (free_port(), free_port());
-    let pebble = Pebble::start(PebbleSetup {
-        http_port: dead_http,
-        tls_port,
-        blocklist: &[],
-    })
-    .await;
-    let up = Upstream::ok().await;
-    let store = tempfile::tempdir().unwrap();
-    let storage = format!("dir:{}", store.path().display());
+    let Some(bed) = Bed::start(&[]).await else {
+        return;
+    };
+    let pebble = &bed.pebble;
     let config = Site {
         plain: None,
-        tls: local(tls_port),
-        directory: &pebble.directory,
-        ca_roots: &pebble.tls_ca,
-        storage: &storage,
-        acme_extra: "challenge = \"tls-alpn-01\"",
-        names: &["alpn.test"],
-        upstream: up.addr,
+        ..bed.site(&["alpn.test"], "challenge = \"tls-alpn-01\"")
     }
     .config();
     let root = pebble.issuing_root().await;
     let gw = Gateway::start(&config).await;
-    let https = local(tls_port);
+    let https = bed.https();
     wait_for_leaf(
         https,
         "alpn.test",
@@ -78,34 +63,13 @@ async fn tls_alpn01_issues_with_only_the_tls_port() {
 
 #[tokio::test]
 async fn renewal_is_served_without_restart_and_a_failed_one_keeps_the_certificate() {
-    if !pebble::installed() {
+    let Some(bed) = Bed::start(&[]).await else {
         return;
-    }
-    let (http_port, tls_port) = (free_port(), free_port());
-    let pebble = Pebble::start(PebbleSetup {
-        http_port,
-        tls_port,
-        blocklist: &[],
-    })
-    .await;
-    let up = Upstream::ok().await;
-    let store = tempfile::tempdir().unwrap();
-    let storage = format!("dir:{}", store.path().display());
-    let site = |extra: &'static str| {
-        Site {
-            plain: Some(local(http_port)),
-            tls: local(tls_port),
-            directory: &pebble.directory,
-            ca_roots: &pebble.tls_ca,
-            storage: &storage,
-            acme_extra: extra,
-            names: &["renew.test"],
-            upstream: up.addr,
-        }
-        .config()
     };
+    let (pebble, store) = (&bed.pebble, &bed.store);
+    let site = |extra: &'static str| bed.site(&["renew.test"], extra).config();
     let root = pebble.issuing_root().await;
-    let https = local(tls_port);
+    let https = bed.https();
     let gw = Gateway::start(&site("")).await;
     let first = wait_for_leaf(
         https,
@@ -173,34 +137,17 @@ async fn renewal_is_served_without_restart_and_a_failed_one_keeps_the_certificat
 
 #[tokio::test]
 async fn a_refused_first_order_serves_the_fallback_and_a_restart_waits_for_the_retry_time() {
-    if !pebble::installed() {
+    let Some(bed) = Bed::start(&["blocked.test"]).await else {
         return;
-    }
-    let (http_port, tls_port) = (free_port(), free_port());
-    let pebble = Pebble::start(PebbleSetup {
-        http_port,
-        tls_port,
-        blocklist: &["blocked.test"],
-    })
-    .await;
-    let up = Upstream::ok().await;
-    let store = tempfile::tempdir().unwrap();
-    let storage = format!("dir:{}", store.path().display());
+    };
+    let pebble = &bed.pebble;
     // A long first retry: the restart below must not order before it.
-    let config = Site {
-        plain: Some(local(http_port)),
-        tls: local(tls_port),
-        directory: &pebble.directory,
-        ca_roots: &pebble.tls_ca,
-        storage: &storage,
-        acme_extra: "",
-        names: &["blocked.test"],
-        upstream: up.addr,
-    }
-    .config()
-    .replace("retry_interval = \"1s\"", "retry_interval = \"1h\"");
+    let config = bed
+        .site(&["blocked.test"], "")
+        .config()
+        .replace("retry_interval = \"1s\"", "retry_interval = \"1h\"");
     let root = pebble.issuing_root().await;
-    let https = local(tls_port);
+    let https = bed.https();
 
     // Gateway::start waits for readiness, which must not wait for a certificate.
     let gw = Gateway::start(&config).await;
@@ -225,7 +172,7 @@ async fn a_refused_first_order_serves_the_fallback_and_a_restart_waits_for_the_r
         err.contains("UnknownIssuer") || err.contains("invalid peer certificate"),
         "{err}"
     );
-    let got = get(local(http_port), "/", &[]).await.unwrap();
+    let got = get(local(bed.http_port), "/", &[]).await.unwrap();
     assert_eq!(got.status, 200);
     // The per-certificate state shows the failure and when the next attempt is allowed.
     let state = get(gw.admin, "/admin/acme", &[]).await.unwrap();

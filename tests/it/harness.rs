@@ -127,7 +127,7 @@ impl Pki {
 use rustls::pki_types::pem::PemObject;
 
 mod apps;
-pub use apps::{App, DnsServer, admin_upstreams, replica_state};
+pub use apps::{App, DnsServer, admin_upstreams, dns_upstream_config, replica_state};
 
 /// A running gateway process.
 pub struct Gateway {

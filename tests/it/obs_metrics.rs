@@ -225,25 +225,10 @@ async fn series_of_a_replica_that_left_its_pool_are_removed() {
     let port = first.addr.port();
     let second = App::start_on(SocketAddr::from((ip(3), port))).await;
     let dns = DnsServer::start(&[ip(2), ip(3)]).await;
-    let gw = Gateway::start(&format!(
-        r#"
-[listeners.public]
-listen = "127.0.0.1:{{http}}"
-
-[upstreams.app]
-replicas = ["app.test:{port}"]
-policy = "round_robin"
-nameserver = "{}"
-dns_refresh = "100ms"
-
-[upstreams.app.health]
-interval = "100ms"
-
-[[routes]]
-path = "/"
-upstream = "app"
-"#,
-        dns.addr
+    let gw = Gateway::start(&dns_upstream_config(
+        port,
+        &dns,
+        r#"policy = "round_robin""#,
     ))
     .await;
     for _ in 0..4 {

@@ -14,26 +14,7 @@ async fn a_dns_name_becomes_one_replica_per_address_and_follows_changes() {
     let third = App::start_on(SocketAddr::from((ip(4), port))).await;
     let dns = DnsServer::start(&[ip(2), ip(3)]).await;
 
-    let template = format!(
-        r#"
-[listeners.public]
-listen = "127.0.0.1:{{http}}"
-
-[upstreams.app]
-replicas = ["app.test:{port}"]
-policy = "round_robin"
-nameserver = "{}"
-dns_refresh = "100ms"
-
-[upstreams.app.health]
-interval = "100ms"
-
-[[routes]]
-path = "/"
-upstream = "app"
-"#,
-        dns.addr
-    );
+    let template = dns_upstream_config(port, &dns, r#"policy = "round_robin""#);
     let gw = Gateway::start(&template).await;
     let listed = |v: &serde_json::Value| -> Vec<String> {
         v["upstreams"][0]["replicas"]
@@ -103,26 +84,7 @@ async fn hashed_keys_stay_put_when_dns_adds_a_replica_and_only_move_to_it() {
         apps.push(App::start_on(SocketAddr::from((ip(last), port))).await);
     }
     let dns = DnsServer::start(&[ip(5), ip(6), ip(7)]).await;
-    let template = format!(
-        r#"
-[listeners.public]
-listen = "127.0.0.1:{{http}}"
-
-[upstreams.app]
-replicas = ["app.test:{port}"]
-hash_on = "header:X-User"
-nameserver = "{}"
-dns_refresh = "100ms"
-
-[upstreams.app.health]
-interval = "100ms"
-
-[[routes]]
-path = "/"
-upstream = "app"
-"#,
-        dns.addr
-    );
+    let template = dns_upstream_config(port, &dns, r#"hash_on = "header:X-User""#);
     let gw = Gateway::start(&template).await;
     let owners = |gw: &Gateway| {
         let http = gw.addr("http");

@@ -146,6 +146,32 @@ pub async fn replica_state(
         .cloned()
 }
 
+/// A gateway whose upstream `app` is the name `app.test:{port}` as `dns` resolves it
+/// (re-resolved and probed every 100 ms), balanced by `policy` (a key of the upstream
+/// section, e.g. `policy = "round_robin"`), on a route for every path.
+pub fn dns_upstream_config(port: u16, dns: &DnsServer, policy: &str) -> String {
+    format!(
+        r#"
+[listeners.public]
+listen = "127.0.0.1:{{http}}"
+
+[upstreams.app]
+replicas = ["app.test:{port}"]
+{policy}
+nameserver = "{}"
+dns_refresh = "100ms"
+
+[upstreams.app.health]
+interval = "100ms"
+
+[[routes]]
+path = "/"
+upstream = "app"
+"#,
+        dns.addr
+    )
+}
+
 /// A DNS server on loopback answering A queries for any name with the addresses in
 /// `records` (changeable while it runs) and AAAA queries with no records.
 pub struct DnsServer {
