@@ -13,26 +13,19 @@
 //! 3. the response body ([`PooledBody`]) owns the connection and puts it back in the idle list
 //!    when its last byte has been read; dropping it early closes the connection instead.
 //!
-//! A connection has no task of its own: hyper's dispatcher for it (the future that reads and
-//! writes the socket) is polled by whoever holds the connection — the request being sent,
-//! then its response body, then the next checkout. A request therefore costs no wake-up or
-//! channel hop across tasks, which is most of what a second task per connection costs per
-//! request. The connection also holds its semaphore permit, so the slot is freed exactly when
-//! the socket is gone. Only an upgraded connection (WebSocket, CONNECT) gets a task, which
-//! runs its dispatcher until hyper hands the socket over.
+//! Each open connection is driven by one task that also owns its semaphore permit, so the slot
+//! is freed exactly when the socket is gone. There is no task per request.
 
 mod body;
 mod error;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -107,7 +100,7 @@ pub struct Pool<B> {
     builder: http1::Builder,
     /// Handed to connections so a finished response body can find its way back.
     me: Weak<Pool<B>>,
-    /// One permit per open connection; the connection holds it (a detached one, its task).
+    /// One permit per open connection; the permit lives in the connection's driver task.
     slots: Arc<Semaphore>,
     max_connections: usize,
     idle: Mutex<IdleList<B>>,
@@ -131,48 +124,7 @@ struct IdleList<B> {
 struct Conn<B> {
     pool: Weak<Pool<B>>,
     sender: SendRequest<B>,
-    /// hyper's dispatcher for the connection; `None` once it has finished (the connection is
-    /// closed), or for a connection driven from outside (tests).
-    driver: Option<Driver>,
-    /// The connection's slot in the pool, freed when the connection is dropped.
-    slot: Option<OwnedSemaphorePermit>,
     idle_since: Instant,
-}
-
-/// The future that performs a connection's I/O. In a `Mutex` only so that the connection is
-/// `Sync`; it is reached through `get_mut`, which never locks.
-type Driver = Mutex<Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>>;
-
-impl<B> Conn<B> {
-    /// Runs the connection's I/O as far as it goes now and registers `cx` to be woken for
-    /// more. Whoever holds the connection calls this on each of its own polls.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        let Some(driver) = self.driver.as_mut() else {
-            return;
-        };
-        let driver = driver.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Poll::Ready(result) = driver.as_mut().poll(cx) {
-            if let Err(error) = result {
-                tracing::debug!(%error, "upstream connection ended with an error");
-            }
-            self.driver = None;
-        }
-    }
-
-    /// Hands the dispatcher to a task of its own, with the slot: for an upgrade, where hyper
-    /// gives the socket to the tunnel once the dispatcher has run to its end.
-    fn detach(&mut self) {
-        let slot = self.slot.take();
-        if let Some(driver) = self.driver.take() {
-            let driver = driver.into_inner().unwrap_or_else(PoisonError::into_inner);
-            tokio::spawn(async move {
-                let _slot = slot;
-                if let Err(error) = driver.await {
-                    tracing::debug!(%error, "upgraded upstream connection ended with an error");
-                }
-            });
-        }
-    }
 }
 
 impl<B> fmt::Debug for Pool<B> {
@@ -237,13 +189,7 @@ where
                 Ok(checked_out) => checked_out,
                 Err(failure) => return Err(failure.with_request(request)),
             };
-            let mut sending = pin!(conn.sender.try_send_request(request));
-            let sent = poll_fn(|cx| {
-                conn.drive(cx);
-                sending.as_mut().poll(cx)
-            })
-            .await;
-            match sent {
+            match conn.sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.lease(conn, response, is_connect)),
                 Err(mut err) => {
                     let unsent = err.take_message();
@@ -365,14 +311,10 @@ where
                 return Some(conn);
             }
             // A body hands its connection back as soon as it has seen the last byte, which can
-            // be a moment before hyper's dispatcher asks for the next request: run the
-            // dispatcher to that moment, or learn that the connection died. Bounded in case it
-            // never comes.
-            let ready = poll_fn(|cx| {
-                conn.drive(cx);
-                conn.sender.poll_ready(cx)
-            });
-            if let Ok(Ok(())) = tokio::time::timeout(self.settings.queue_timeout, ready).await {
+            // be a moment before hyper's dispatcher asks for the next request: wait for that
+            // moment or learn that the connection died. Bounded in case it never comes.
+            let ready = tokio::time::timeout(self.settings.queue_timeout, conn.sender.ready());
+            if let Ok(Ok(())) = ready.await {
                 return Some(conn);
             }
         }
@@ -386,13 +328,18 @@ where
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| Failure::new(ErrorKind::Connect, e))?;
-        // The slot is held for exactly as long as hyper owns the socket. An upgrade moves the
-        // socket out, so tunnels stop counting against the cap.
+        let addr = self.addr;
+        tokio::spawn(async move {
+            // The slot is held for exactly as long as hyper owns the socket. An upgrade moves
+            // the socket out, so tunnels stop counting against the cap.
+            let _slot = permit;
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%addr, %error, "upstream connection ended with an error");
+            }
+        });
         Ok(Box::new(Conn {
             pool: self.me.clone(),
             sender,
-            driver: Some(Mutex::new(Box::pin(connection.with_upgrades()))),
-            slot: Some(permit),
             idle_since: Instant::now(),
         }))
     }
@@ -400,7 +347,7 @@ where
     /// Attach the connection to the response body, or put it back / drop it right away.
     fn lease(
         &self,
-        mut conn: Box<Conn<B>>,
+        conn: Box<Conn<B>>,
         response: Response<Incoming>,
         is_connect: bool,
     ) -> Response<PooledBody> {
@@ -409,7 +356,6 @@ where
             status == StatusCode::SWITCHING_PROTOCOLS || (is_connect && status.is_success());
         response.map(|inner| {
             let lease: Option<Box<dyn Lease>> = if upgraded {
-                conn.detach();
                 None
             } else if inner.is_end_stream() {
                 self.put_idle(conn);
@@ -538,10 +484,6 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        Conn::drive(self, cx);
-    }
-
     fn give_back(self: Box<Self>) {
         if let Some(pool) = self.pool.upgrade() {
             pool.put_idle(self);

@@ -11,9 +11,6 @@ use hyper::body::Incoming;
 /// A connection lent to a response body; erases the request body type so [`PooledBody`] is
 /// one concrete type for every pool.
 pub(super) trait Lease: Send + Sync {
-    /// Run the connection's I/O (see the pool's module docs): called on each poll of the body.
-    fn drive(&mut self, cx: &mut Context<'_>);
-
     /// Put the connection back in its pool (or drop it if the pool is gone or retired).
     fn give_back(self: Box<Self>);
 }
@@ -56,21 +53,12 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        if let Some(lease) = this.lease.as_mut() {
-            lease.drive(cx);
-        }
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
             // Released on the last data frame too: a consumer that trusts `is_end_stream` may
-            // never poll again. One more turn of the dispatcher first lets it finish the
-            // message, so the connection goes back ready for the next request.
-            None | Some(Ok(_)) if this.inner.is_end_stream() => {
-                if let Some(lease) = this.lease.as_mut() {
-                    lease.drive(cx);
-                }
-                this.release();
-            }
+            // never poll again.
             None => this.release(),
+            Some(Ok(_)) if this.inner.is_end_stream() => this.release(),
             Some(Ok(_)) => {}
             Some(Err(_)) => this.lease = None,
         }
