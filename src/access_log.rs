@@ -1,8 +1,10 @@
 //! The access log: one line per request, JSON or text, written in batches by one thread.
 //!
 //! A request formats its line into a reused thread-local buffer (a hand-written JSON writer
-//! with proper escaping, no `tracing` event) and appends it to a shared batch under a lock held
-//! only for the copy. A dedicated thread writes the batch when it reaches [`BATCH`] bytes or
+//! with proper escaping, no `tracing` event and no `core::fmt` on the common path: numbers
+//! and IPv4 addresses are written digit by digit, the date and time up to the second are
+//! formatted once per second, and strings with nothing to escape are copied whole) and
+//! appends it to a shared batch under a lock held only for the copy. A dedicated thread writes the batch when it reaches [`BATCH`] bytes or
 //! every [`FLUSH_EVERY`], like nginx's `access_log ... buffer=64k flush=...`. If the writer
 //! falls behind by more than [`MAX_PENDING`], lines are dropped and counted rather than
 //! blocking requests. A file target is reopened on request (SIGUSR1), for logrotate.
@@ -85,6 +87,8 @@ pub struct AccessLog {
 
 thread_local! {
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    /// The last second formatted, and its `YYYY-MM-DDTHH:MM:SS` text.
+    static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
 }
 
 impl AccessLog {
@@ -268,7 +272,7 @@ pub fn json_line(out: &mut Vec<u8>, e: &Entry<'_>) {
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"edgeward::access\"");
     json_field(out, "request_id", e.request_id);
     out.extend_from_slice(b",\"client\":\"");
-    let _ = write!(out, "{}", e.client);
+    ip(out, e.client);
     out.push(b'"');
     json_field(out, "method", Some(e.method.as_bytes()));
     json_field(out, "host", e.host);
@@ -276,11 +280,10 @@ pub fn json_line(out: &mut Vec<u8>, e: &Entry<'_>) {
     if let Some(query) = e.query {
         json_field(out, "query", Some(query.as_bytes()));
     }
-    let _ = write!(
-        out,
-        ",\"protocol\":\"{}\",\"status\":{}",
-        e.protocol, e.status
-    );
+    out.extend_from_slice(b",\"protocol\":\"");
+    out.extend_from_slice(e.protocol.as_bytes());
+    out.extend_from_slice(b"\",\"status\":");
+    digits(out, u64::from(e.status));
     json_number(out, "bytes_in", e.bytes_in);
     json_number(out, "bytes_out", e.bytes_out);
     out.extend_from_slice(b",\"duration_ms\":");
@@ -292,7 +295,8 @@ pub fn json_line(out: &mut Vec<u8>, e: &Entry<'_>) {
         Some(d) => millis(out, d),
         None => out.extend_from_slice(b"null"),
     }
-    let _ = write!(out, ",\"retries\":{}", e.retries);
+    out.extend_from_slice(b",\"retries\":");
+    digits(out, u64::from(e.retries));
     json_field(out, "rate_limit", e.rate_limit.map(str::as_bytes));
     json_field(out, "trace_id", e.trace_id.as_ref().map(|t| &t[..]));
     out.extend_from_slice(b"}\n");
@@ -313,10 +317,13 @@ fn json_field(out: &mut Vec<u8>, key: &str, value: Option<&[u8]>) {
 }
 
 fn json_number(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
-    let _ = match value {
-        Some(n) => write!(out, ",\"{key}\":{n}"),
-        None => write!(out, ",\"{key}\":null"),
-    };
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    match value {
+        Some(n) => digits(out, n),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// `key=value` pairs after a `tracing`-like prefix; strings quoted and escaped, absent `-`.
@@ -324,14 +331,18 @@ pub fn text_line(out: &mut Vec<u8>, e: &Entry<'_>) {
     rfc3339(out, e.time);
     out.extend_from_slice(b"  INFO edgeward::access:");
     text_field(out, "request_id", e.request_id);
-    let _ = write!(out, " client={}", e.client);
+    out.extend_from_slice(b" client=");
+    ip(out, e.client);
     text_field(out, "method", Some(e.method.as_bytes()));
     text_field(out, "host", e.host);
     text_field(out, "path", Some(e.path.as_bytes()));
     if let Some(query) = e.query {
         text_field(out, "query", Some(query.as_bytes()));
     }
-    let _ = write!(out, " protocol={} status={}", e.protocol, e.status);
+    out.extend_from_slice(b" protocol=");
+    out.extend_from_slice(e.protocol.as_bytes());
+    out.extend_from_slice(b" status=");
+    digits(out, u64::from(e.status));
     text_number(out, "bytes_in", e.bytes_in);
     text_number(out, "bytes_out", e.bytes_out);
     out.extend_from_slice(b" duration_ms=");
@@ -343,7 +354,8 @@ pub fn text_line(out: &mut Vec<u8>, e: &Entry<'_>) {
         Some(d) => millis(out, d),
         None => out.push(b'-'),
     }
-    let _ = write!(out, " retries={}", e.retries);
+    out.extend_from_slice(b" retries=");
+    digits(out, u64::from(e.retries));
     text_field(out, "rate_limit", e.rate_limit.map(str::as_bytes));
     text_field(out, "trace_id", e.trace_id.as_ref().map(|t| &t[..]));
     out.push(b'\n');
@@ -364,10 +376,13 @@ fn text_field(out: &mut Vec<u8>, key: &str, value: Option<&[u8]>) {
 }
 
 fn text_number(out: &mut Vec<u8>, key: &str, value: Option<u64>) {
-    let _ = match value {
-        Some(n) => write!(out, " {key}={n}"),
-        None => write!(out, " {key}=-"),
-    };
+    out.push(b' ');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+    match value {
+        Some(n) => digits(out, n),
+        None => out.push(b'-'),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -380,6 +395,15 @@ enum Style {
 /// every byte above ASCII: a log line never carries a raw control byte or invalid UTF-8, so
 /// a request cannot forge lines or terminal escapes.
 fn escape(out: &mut Vec<u8>, v: &[u8], style: Style) {
+    // The common case: printable ASCII without quotes or backslashes, copied whole. The
+    // check has no early exit: no branch per byte.
+    let special = v.iter().fold(false, |seen, &b| {
+        seen | !(0x20..0x7f).contains(&b) | (b == b'"') | (b == b'\\')
+    });
+    if !special {
+        out.extend_from_slice(v);
+        return;
+    }
     let utf8 = std::str::from_utf8(v).is_ok();
     for &b in v {
         match b {
@@ -404,24 +428,85 @@ fn hex_escape(out: &mut Vec<u8>, b: u8, style: Style) {
 
 /// Milliseconds with microsecond precision: `12.345`.
 fn millis(out: &mut Vec<u8>, d: Duration) {
-    let us = d.as_micros();
-    let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    digits(out, us / 1000);
+    out.push(b'.');
+    padded(out, us % 1000, 3);
 }
 
-/// `2025-01-02T03:04:05.678901Z`.
+/// `n` in decimal.
+fn digits(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// The low `width` decimal digits of `n`, zero-padded.
+fn padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// An address as `Display` writes it; IPv4 (every client behind a typical load balancer)
+/// without `core::fmt`.
+fn ip(out: &mut Vec<u8>, addr: IpAddr) {
+    match addr {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                digits(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// `2025-01-02T03:04:05.678901Z`. The text up to the second is made once per second per
+/// thread.
 pub fn rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_micros()
-    );
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs {
+            let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+            let rem = secs % 86_400;
+            let mut text = Vec::with_capacity(19);
+            padded(&mut text, u64::try_from(year).unwrap_or(0), 4);
+            for (sep, value) in [
+                (b'-', u64::from(month)),
+                (b'-', u64::from(day)),
+                (b'T', rem / 3600),
+                (b':', rem % 3600 / 60),
+                (b':', rem % 60),
+            ] {
+                text.push(sep);
+                padded(&mut text, value, 2);
+            }
+            cached.1.copy_from_slice(&text);
+            cached.0 = secs;
+        }
+        out.extend_from_slice(&cached.1);
+    });
+    out.push(b'.');
+    padded(out, u64::from(since.subsec_micros()), 6);
+    out.push(b'Z');
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

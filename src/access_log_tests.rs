@@ -83,6 +83,38 @@ fn text_line_quotes_strings_and_marks_absent_values() {
 }
 
 #[test]
+fn numbers_and_addresses_are_written_as_display_would() {
+    let mut out = Vec::new();
+    for n in [0, 7, 10, 999, 1_000, u64::MAX] {
+        out.clear();
+        digits(&mut out, n);
+        assert_eq!(out, n.to_string().as_bytes());
+    }
+    for ip_text in [
+        "0.0.0.0",
+        "192.0.2.7",
+        "255.255.255.255",
+        "2001:db8::1",
+        "::ffff:1.2.3.4",
+    ] {
+        out.clear();
+        let addr: IpAddr = ip_text.parse().unwrap();
+        ip(&mut out, addr);
+        assert_eq!(out, addr.to_string().as_bytes());
+    }
+    for (us, text) in [
+        (0, "0.000"),
+        (999, "0.999"),
+        (12_345, "12.345"),
+        (7_000_000, "7000.000"),
+    ] {
+        out.clear();
+        millis(&mut out, Duration::from_micros(us));
+        assert_eq!(out, text.as_bytes());
+    }
+}
+
+#[test]
 fn dates_convert_across_leap_years() {
     let at = |secs| {
         let mut out = Vec::new();
@@ -90,6 +122,11 @@ fn dates_convert_across_leap_years() {
         String::from_utf8(out).unwrap()
     };
     assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
+    assert_eq!(
+        at(1),
+        "1970-01-01T00:00:01.000000Z",
+        "the cached second moves on"
+    );
     assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000000Z");
     assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59.000000Z");
 }
