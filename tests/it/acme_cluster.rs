@@ -3,8 +3,6 @@
 //! when the first holds the challenge.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::acme_http01::{ISSUE_WAIT, Site, local};
 use crate::harness::*;
@@ -102,10 +100,10 @@ async fn two_gateways_on_one_redis_store_serve_the_same_certificate() {
     if !pebble::installed() {
         return;
     }
-    let Some(redis) = Redis::start() else {
+    let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let url = format!("redis://{}/", redis.addr);
+    let url = format!("{}/", redis.url());
     two_gateways_share_one_certificate(&url).await;
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -121,48 +119,4 @@ async fn two_gateways_on_one_redis_store_serve_the_same_certificate() {
         "{keys:?}"
     );
     assert!(!keys.iter().any(|k| k.contains("challenges/")), "{keys:?}");
-}
-
-/// A redis-server on a free port, stopped by PID when dropped.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            println!("skipped: redis-server not installed");
-            return None;
-        };
-        let redis = Redis {
-            child,
-            addr: local(port),
-            _dir: dir,
-        };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(redis.addr).is_err() {
-            assert!(start.elapsed() < DEADLINE, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(redis)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

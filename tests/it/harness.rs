@@ -127,7 +127,9 @@ impl Pki {
 use rustls::pki_types::pem::PemObject;
 
 mod apps;
+mod redis;
 pub use apps::{App, DnsServer, admin_upstreams, dns_upstream_config, replica_state};
+pub use redis::RedisServer;
 
 /// A running gateway process.
 pub struct Gateway {
