@@ -162,14 +162,15 @@ impl StaticSite {
         // look in the cache again; what is not cached (large files) they load themselves.
         let accept = Accept::from_headers(headers);
         let ranged = conditional::has_range(headers);
-        let flight = self.site.flight(&key);
+        let flight = Flight::join(&self.site, &key);
         let mut led = None;
         flight
+            .cell
             .get_or_init(|| async {
                 led = Some(self.load(&key, &target, accept, ranged).await);
             })
             .await;
-        self.site.landed(&key, &flight);
+        drop(flight);
         let loaded = match led {
             Some(loaded) => loaded?,
             None => match self.site.cache.get(&key) {
@@ -220,21 +221,43 @@ impl StaticSite {
     }
 }
 
-impl Site {
-    /// The load in flight for `key`, or a new one to lead.
-    fn flight(&self, key: &str) -> Arc<OnceCell<()>> {
-        let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(loading.entry(key.to_owned()).or_default())
-    }
+/// A request's part in the load in flight for a key. Once the load is done, the first to leave
+/// ends the flight for later misses; a request cancelled mid-load leaves it to the others, or
+/// ends it when it was alone, so no key stays behind in the map.
+struct Flight<'a> {
+    site: &'a Site,
+    key: &'a str,
+    cell: Arc<OnceCell<()>>,
+}
 
-    /// `flight` is over: later misses start a new one.
-    fn landed(&self, key: &str, flight: &Arc<OnceCell<()>>) {
-        let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
-        if loading.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
-            loading.remove(key);
+impl<'a> Flight<'a> {
+    /// The load in flight for `key`, or a new one to lead.
+    fn join(site: &'a Site, key: &'a str) -> Self {
+        let mut loading = site.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        let cell = Arc::clone(loading.entry(key.to_owned()).or_default());
+        Flight { site, key, cell }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut loading = self
+            .site
+            .loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let over = self.cell.initialized() || Arc::strong_count(&self.cell) == 2;
+        if over
+            && loading
+                .get(self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.cell))
+        {
+            loading.remove(self.key);
         }
     }
+}
 
+impl Site {
     /// A path below the root changed: drop what was built from it; a manifest change is
     /// re-read and empties the cache (any name may have changed policy).
     fn changed(&self, rel: &str) {

@@ -156,3 +156,20 @@ async fn a_burst_of_misses_for_one_file_loads_it_once() {
     }
     assert!(site.loads() - before >= 32);
 }
+
+#[tokio::test]
+async fn a_load_cancelled_alone_leaves_nothing_in_flight() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("app.js"), "x".repeat(4096)).unwrap();
+    let site = StaticSite::open_with(&config(root.path()), false).unwrap();
+    // Polled once: the load is started (on a blocking thread) and the request dropped.
+    let req = Request::get("/app.js").body(()).unwrap();
+    let mut serving = Box::pin(site.serve(&req, "/app.js", "/"));
+    assert!(futures_util::poll!(serving.as_mut()).is_pending());
+    assert_eq!(site.site.loading.lock().unwrap().len(), 1);
+    drop(serving);
+    assert!(site.site.loading.lock().unwrap().is_empty());
+    // The next request loads again and is served.
+    assert_eq!(get(&site, "/app.js").await.body().len(), 4096);
+    assert!(site.site.loading.lock().unwrap().is_empty());
+}
