@@ -180,7 +180,9 @@ async fn serve(
         .acme
         .as_deref()
         .map(crate::acme::Acme::challenges);
-    let accepted = accept_tls(acceptor.config(), acme, stream);
+    // The handshake and HTTP/2 states are boxed: the connection's task is sized for its
+    // largest state for as long as it lives, and most connections idle in HTTP/1.1.
+    let accepted = Box::pin(accept_tls(acceptor.config(), acme, stream));
     let tls = match tokio::time::timeout(handshake_timeout, accepted).await {
         Ok(Ok(Accepted::Stream(tls))) => tls,
         Ok(Ok(Accepted::Validation)) => {
@@ -200,9 +202,15 @@ async fn serve(
     };
     plane.handshakes.record_ok();
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        serve_h2(&plane, conn(true, "h2"), &settings, TokioIo::new(*tls)).await;
+        Box::pin(serve_h2(
+            &plane,
+            conn(true, "h2"),
+            &settings,
+            TokioIo::new(tls),
+        ))
+        .await;
     } else {
-        serve_h1(&plane, conn(true, "h1"), &settings, TokioIo::new(*tls)).await;
+        serve_h1(&plane, conn(true, "h1"), &settings, TokioIo::new(tls)).await;
     }
 }
 

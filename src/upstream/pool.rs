@@ -259,8 +259,11 @@ where
                 return Ok((conn, true));
             }
         }
+        // Connecting and queueing are boxed: they are rare, and their futures (a hyper
+        // handshake, a select over a semaphore, a notification and a timer) would otherwise
+        // size every request's future, which hyper keeps a slot for in every connection.
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-            return Ok((self.connect(permit).await?, false));
+            return Ok((Box::pin(self.connect(permit)).await?, false));
         }
         if fresh {
             // A retry needs a new connection: free a slot held by the oldest idle one rather
@@ -268,7 +271,7 @@ where
             let oldest = self.lock_idle().conns.pop_front();
             drop(oldest);
         }
-        self.wait(fresh).await
+        Box::pin(self.wait(fresh)).await
     }
 
     /// Wait, up to `queue_timeout`, for a connection to come back idle or for a slot. Slots
