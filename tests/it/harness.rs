@@ -128,7 +128,9 @@ use rustls::pki_types::pem::PemObject;
 
 mod apps;
 mod redis;
-pub use apps::{App, DnsServer, admin_upstreams, dns_upstream_config, replica_state};
+pub use apps::{
+    App, DnsServer, admin_upstreams, app_pool_config, dns_upstream_config, replica_state,
+};
 pub use redis::RedisServer;
 
 /// A running gateway process.

@@ -13,26 +13,7 @@ use tokio::task::JoinSet;
 use crate::harness::*;
 
 fn config(apps: &[SocketAddr], policy: &str) -> String {
-    let replicas: Vec<String> = apps.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"
-[listeners.public]
-listen = "127.0.0.1:{{http}}"
-
-[upstreams.app]
-replicas = [{}]
-policy = "{policy}"
-seed = 42
-
-[upstreams.app.health]
-interval = "100ms"
-
-[[routes]]
-path = "/"
-upstream = "app"
-"#,
-        replicas.join(", ")
-    )
+    app_pool_config(apps, &format!("policy = \"{policy}\"\nseed = 42"), "", "")
 }
 
 /// 400 GETs from 8 concurrent clients; returns how many the slow replica served.

@@ -8,28 +8,8 @@ use crate::harness::*;
 
 /// Two or more apps under one upstream probed every 100 ms, rise and fall 2.
 fn config(apps: &[SocketAddr], extra: &str) -> String {
-    let replicas: Vec<String> = apps.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"
-[listeners.public]
-listen = "127.0.0.1:{{http}}"
-
-[upstreams.app]
-replicas = [{}]
-policy = "round_robin"
-{extra}
-
-[upstreams.app.health]
-interval = "100ms"
-rise = 2
-fall = 2
-
-[[routes]]
-path = "/"
-upstream = "app"
-"#,
-        replicas.join(", ")
-    )
+    let upstream = format!("policy = \"round_robin\"\n{extra}");
+    app_pool_config(apps, &upstream, "rise = 2\nfall = 2", "")
 }
 
 async fn flag(gw: &Gateway, addr: SocketAddr, key: &str, want: bool) {

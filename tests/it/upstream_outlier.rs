@@ -7,29 +7,8 @@ use std::sync::atomic::Ordering;
 use crate::harness::*;
 
 fn config(apps: &[SocketAddr], outlier: &str) -> String {
-    let replicas: Vec<String> = apps.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"
-[listeners.public]
-listen = "127.0.0.1:{{http}}"
-
-[upstreams.app]
-replicas = [{}]
-policy = "round_robin"
-
-[upstreams.app.health]
-interval = "100ms"
-
-[upstreams.app.outlier]
-consecutive_failures = 3
-{outlier}
-
-[[routes]]
-path = "/"
-upstream = "app"
-"#,
-        replicas.join(", ")
-    )
+    let section = format!("[upstreams.app.outlier]\nconsecutive_failures = 3\n{outlier}");
+    app_pool_config(apps, r#"policy = "round_robin""#, "", &section)
 }
 
 #[tokio::test]

@@ -146,6 +146,34 @@ pub async fn replica_state(
         .cloned()
 }
 
+/// A gateway whose upstream `app` has the `apps` as replicas, probed every 100 ms, on a
+/// route for every path: `upstream` adds keys to `[upstreams.app]`, `health` to its health
+/// section, `more` whole sections.
+pub fn app_pool_config(apps: &[SocketAddr], upstream: &str, health: &str, more: &str) -> String {
+    let replicas: Vec<String> = apps.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+[listeners.public]
+listen = "127.0.0.1:{{http}}"
+
+[upstreams.app]
+replicas = [{}]
+{upstream}
+
+[upstreams.app.health]
+interval = "100ms"
+{health}
+
+{more}
+
+[[routes]]
+path = "/"
+upstream = "app"
+"#,
+        replicas.join(", ")
+    )
+}
+
 /// A gateway whose upstream `app` is the name `app.test:{port}` as `dns` resolves it
 /// (re-resolved and probed every 100 ms), balanced by `policy` (a key of the upstream
 /// section, e.g. `policy = "round_robin"`), on a route for every path.
