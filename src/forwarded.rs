@@ -105,21 +105,12 @@ pub struct PeerText {
 impl PeerText {
     /// Renders `peer`'s address and port.
     pub fn of(peer: &Peer) -> Self {
-        let mut ip = StackWriter::<MAX_IP_TEXT>::new();
-        let mut port = StackWriter::<5>::new();
         // Both fit their buffers, and digits, dots and colons are valid header values.
-        let ip_text = write!(ip, "{}", peer.ip)
-            .ok()
-            .and_then(|()| HeaderValue::from_bytes(ip.as_bytes()).ok())
-            .unwrap_or_else(|| HeaderValue::from_static(""));
-        let port_text = write!(port, "{}", peer.local_port)
-            .ok()
-            .and_then(|()| HeaderValue::from_bytes(port.as_bytes()).ok())
-            .unwrap_or_else(|| HeaderValue::from_static(""));
+        let empty = || HeaderValue::from_static("");
         Self {
             ip: peer.ip,
-            ip_text,
-            port_text,
+            ip_text: display_value::<MAX_IP_TEXT>(peer.ip).unwrap_or_else(empty),
+            port_text: display_value::<5>(peer.local_port).unwrap_or_else(empty),
         }
     }
 }
@@ -347,29 +338,25 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
 
     let client = ctx.resolved.client.ip;
     let hops = ctx.resolved.hops();
+    // A direct client (the common case) is the connection's peer, rendered once.
+    let client_text = if client == ctx.peer_text.ip {
+        Some(ctx.peer_text.ip_text.clone())
+    } else {
+        display_value::<MAX_IP_TEXT>(client)
+    };
     if hops.is_empty() {
-        // The chain is the client alone, and `X-Real-IP` says the same.
-        let text = if client == ctx.peer_text.ip {
-            Some(ctx.peer_text.ip_text.clone())
-        } else {
-            let mut ip = StackWriter::<MAX_IP_TEXT>::new();
-            write!(ip, "{client}")
-                .ok()
-                .and_then(|()| HeaderValue::from_bytes(ip.as_bytes()).ok())
-        };
-        if let Some(text) = text {
+        // The chain is the client alone.
+        if let Some(text) = &client_text {
             headers.insert(X_FORWARDED_FOR, text.clone());
-            headers.insert(X_REAL_IP, text);
         }
     } else {
         let mut xff = StackWriter::<{ (MAX_HOPS + 1) * (MAX_IP_TEXT + 2) }>::new();
         if write_chain(&mut xff, client, hops).is_ok() {
             insert_written(headers, X_FORWARDED_FOR, &xff);
         }
-        let mut real_ip = StackWriter::<MAX_IP_TEXT>::new();
-        if write!(real_ip, "{client}").is_ok() {
-            insert_written(headers, X_REAL_IP, &real_ip);
-        }
+    }
+    if let Some(text) = client_text {
+        headers.insert(X_REAL_IP, text);
     }
     if let Some(prefix) = ctx.prefix {
         if let Ok(value) = HeaderValue::from_str(prefix) {
@@ -592,6 +579,13 @@ fn insert_written<const N: usize>(
     if let Ok(value) = HeaderValue::from_bytes(text.as_bytes()) {
         headers.insert(name, value);
     }
+}
+
+/// `value` as it displays, as a header value; `None` when it does not fit `N` bytes.
+fn display_value<const N: usize>(value: impl fmt::Display) -> Option<HeaderValue> {
+    let mut text = StackWriter::<N>::new();
+    write!(text, "{value}").ok()?;
+    HeaderValue::from_bytes(text.as_bytes()).ok()
 }
 
 /// A fixed-size text buffer on the stack; writing past its end is an error, not a panic.
