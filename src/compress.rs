@@ -31,7 +31,7 @@ const MIN_BODY: u64 = 1024;
 /// Brotli quality on the fly (proxied bodies and files without a sidecar): about gzip's
 /// speed at a better ratio; the high settings are kept for bodies compressed once into a
 /// cache.
-pub const BROTLI_QUALITY: i32 = 4;
+const BROTLI_QUALITY: i32 = 4;
 
 /// What the request allows, taken before the request is handed to the proxy.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +117,7 @@ pub type CompressedBody = ReadBody<Encoder<BodyReader>>;
 pub enum Encoder<R> {
     /// gzip at the default level.
     Gzip(Box<GzipEncoder<R>>),
-    /// brotli at [`BROTLI_QUALITY`].
+    /// brotli at quality 4.
     Brotli(Box<BrotliEncoder<R>>),
 }
 

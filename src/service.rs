@@ -1,7 +1,7 @@
 //! Per request: load the snapshot once, resolve the client, normalise, route, act.
 //!
 //! [`handle`] never fails: it turns errors into short responses, adds the headers every
-//! response carries, and writes the access record. [`pipeline`] is the inner path, written
+//! response carries, and writes the access record. `pipeline` is the inner path, written
 //! with `?`.
 
 use std::convert::Infallible;

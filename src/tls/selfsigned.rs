@@ -42,7 +42,7 @@ pub enum SelfSignedOrigin {
 /// `::1` and `extra_names` (the route hosts; wildcard hosts are included as wildcard DNS names,
 /// which the store serves for one label like any wildcard certificate).
 ///
-/// It is kept in `dir` as [`CERT_FILE`] and [`KEY_FILE`] (the key mode 0600, both written to a
+/// It is kept in `dir` as `self-signed.pem` and `self-signed.key` (the key mode 0600, both written to a
 /// temporary file and renamed) and reused on the next start if it still matches its key, is
 /// valid for more than 7 more days and covers exactly the same names; otherwise a new one
 /// replaces it. If `dir` cannot be written the certificate is kept in memory and the origin

@@ -2,7 +2,7 @@
 //! estimate, health flags and probe results.
 //!
 //! A [`Replica`] is keyed by upstream name + address and kept by the
-//! [`Registry`](super::registry::Registry) as long as some snapshot (or an in-flight request)
+//! [`Registry`] as long as some snapshot (or an in-flight request)
 //! uses it, so a rebuilt snapshot picks up the same pool, counters and health.
 
 use std::net::SocketAddr;

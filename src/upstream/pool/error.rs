@@ -52,7 +52,7 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// A failed [`Pool::send`].
+/// A failed [`Pool::send`](super::Pool::send).
 pub struct SendError<B> {
     /// What went wrong.
     pub kind: ErrorKind,
