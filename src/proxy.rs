@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST, UPGRADE};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -167,12 +167,13 @@ pub async fn forward(
 
     let key = upstream.hash_key(&parts.headers, resolved.client.ip);
     upstream.budget.deposit();
-    // What a lost request is rebuilt from; kept only when it could be replayed elsewhere.
-    let mut replay = (idempotent
+    // What a lost request's body is rebuilt from (its head comes back from the pool); kept
+    // only when it could be replayed elsewhere.
+    let replay = (idempotent
         && replayable
         && upstream.members().replicas.len() > 1
         && !upstream.budget.never_grants())
-    .then(|| Replay::keep(&parts, &body));
+    .then(|| Replay::keep(&body));
     let mut request = Request::from_parts(parts, body);
     let mut tried: Vec<Arc<Replica>> = Vec::new();
     // After a failed attempt with nowhere else to go, that failure is the answer.
@@ -229,9 +230,13 @@ pub async fn forward(
         }
         let (attempt, next) = match err.request {
             Some(unsent) => (Attempt::Unsent, Some(unsent)),
-            None if matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset) => {
-                (Attempt::Lost, replay.as_mut().map(Replay::request))
-            }
+            None if matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset) => (
+                Attempt::Lost,
+                replay
+                    .as_ref()
+                    .zip(err.lost_head)
+                    .map(|(r, head)| r.request(head)),
+            ),
             None => (Attempt::Final, None),
         };
         let retry = next
@@ -263,8 +268,8 @@ pub async fn forward(
     };
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client) = client_upgrade {
-            let upstream_io = hyper::upgrade::on(&mut resp);
+        let upstream_io = resp.body_mut().take_upgraded();
+        if let (Some(client), Some(upstream_io)) = (client_upgrade, upstream_io) {
             // Every route of a snapshot has a life; the default (never cancelled) only
             // guards against a broken invariant.
             let removed = route_lives
@@ -309,21 +314,15 @@ fn client_fault(fault: &BodyFault, route: &Route) -> Option<RequestError> {
     }
 }
 
-/// A copy of a replayable request (no body, or a buffered one) to send again after the first
-/// attempt was lost.
+/// The body of a replayable request (none, or a buffered one), to send it again after the
+/// first attempt was lost. The head needs no copy: the pool hands back a lost request's head.
 struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     body: Option<bytes::Bytes>,
 }
 
 impl Replay {
-    fn keep(parts: &http::request::Parts, body: &RequestBody) -> Self {
+    fn keep(body: &RequestBody) -> Self {
         Self {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
             body: match body {
                 RequestBody::Full(b) => b.clone(),
                 RequestBody::Empty | RequestBody::Client(_) => None,
@@ -331,16 +330,12 @@ impl Replay {
         }
     }
 
-    fn request(&mut self) -> Request<RequestBody> {
+    fn request(&self, head: http::request::Parts) -> Request<RequestBody> {
         let body = match &self.body {
             Some(b) => RequestBody::Full(Some(b.clone())),
             None => RequestBody::Empty,
         };
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
-        req
+        Request::from_parts(head, body)
     }
 }
 

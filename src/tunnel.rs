@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::OpenGuard;
 use crate::service::Shared;
+use crate::upstream::pool::Upgraded;
 use crate::upstream::replica::InFlight;
 
 /// Starts the tunnel once both sides have upgraded. `idle` closes it after no traffic either
@@ -27,7 +28,7 @@ use crate::upstream::replica::InFlight;
 pub fn spawn(
     shared: &Shared,
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: Upgraded,
     idle: Option<Duration>,
     guard: InFlight,
     route_removed: CancellationToken,
@@ -36,8 +37,8 @@ pub fn spawn(
     let stop = shared.stop_streams.clone();
     shared.tunnels.spawn(async move {
         let _open = open;
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
+        let client = match client.await {
+            Ok(client) => client,
             Err(err) => {
                 tracing::debug!("upgrade failed: {err}");
                 return;
@@ -49,7 +50,7 @@ pub fn spawn(
             activity: Arc::clone(&activity),
         };
         let mut upstream = Counted {
-            io: TokioIo::new(upstream),
+            io: upstream,
             activity: Arc::clone(&activity),
         };
         let label = &guard.replica().label;

@@ -146,7 +146,7 @@ fn upstream(named: &Named<RawUpstream>, ctx: &mut Ctx<'_, '_>) -> Upstream {
             Duration::from_secs(4),
             false,
         ),
-        // The upstream side is a hyper client with the same 8 KiB minimum buffer as the server.
+        // At least 8 KiB, as for request heads: below that, ordinary heads (cookies) fail.
         max_response_header: usize::try_from(ctx.size(
             &k("max_response_header"),
             &raw.max_response_header,

@@ -1,23 +1,32 @@
 //! One replica's pool of HTTP/1.1 connections.
 //!
-//! Built on `hyper::client::conn::http1` rather than hyper-util's legacy client, which keeps
-//! one global `Mutex` around all pools, has no per-host cap and costs ~10% more CPU.
+//! The pool speaks HTTP/1.1 itself ([`wire`], [`conn`]) from the request's task: no task per
+//! connection, no channel between a request and its connection. hyper's client
+//! (`hyper::client::conn::http1`) drives each connection from a task of its own, which costs
+//! two task wake-ups and a channel hand-off per request and per body chunk, about a third of
+//! a small proxied request's user-space work; hyper-util's legacy client adds one global
+//! `Mutex` around all pools and has no per-host cap.
 //!
 //! Shape of a request's trip through the pool:
 //!
 //! 1. checkout: pop the most recently returned idle connection (LIFO keeps the warm set small),
-//!    skipping expired or closed ones; else take a slot from the semaphore and connect; else
-//!    wait, up to `queue_timeout`, for either.
-//! 2. send: `try_send_request`; if a reused connection gives the request back untouched (the
-//!    app closed it just as we picked it), retry once on a fresh connection.
+//!    skipping expired ones and ones the upstream closed; else take a slot from the semaphore
+//!    and connect; else wait, up to `queue_timeout`, for either.
+//! 2. exchange: write the head (and the body, if any) and read the response head. If the
+//!    socket of a reused connection refuses the very first write (the app reset it just as we
+//!    picked it), nothing was sent: retry once on a fresh connection.
 //! 3. the response body ([`PooledBody`]) owns the connection and puts it back in the idle list
-//!    when its last byte has been read; dropping it early closes the connection instead.
+//!    when its last byte has been read; dropping it early closes the connection instead. A
+//!    response that is complete with its head (most small ones) gives the connection back at
+//!    once.
 //!
-//! Each open connection is driven by one task that also owns its semaphore permit, so the slot
-//! is freed exactly when the socket is gone. There is no task per request.
+//! Each connection owns its semaphore permit, so the slot is freed exactly when the socket is
+//! gone; an upgrade hands the socket to the tunnel and frees the slot.
 
 mod body;
+mod conn;
 mod error;
+mod wire;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -26,14 +35,12 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -41,13 +48,16 @@ use tokio::time::Instant;
 use crate::config;
 
 pub use body::PooledBody;
+pub use conn::Upgraded;
 pub use error::{ErrorKind, SendError};
 
 use body::Lease;
-use error::{BoxError, Failure, classify};
+use conn::{Failed, Io, Upload};
+use error::{BoxError, Failure};
+use wire::{Decoder, ResponseFraming, ResponseHead};
 
-/// hyper panics when `max_buf_size` is below this.
-const MIN_MAX_BUF_SIZE: usize = 8192;
+/// The smallest response-head limit (the gateway's own request-head floor).
+const MIN_MAX_HEAD: usize = 8192;
 
 /// Longer idle timeouts are cut to this, which keeps deadline arithmetic far from overflow.
 const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -63,7 +73,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// Limit on establishing the TCP connection; `None` waits for the OS.
     pub connect_timeout: Option<Duration>,
-    /// Largest response head accepted, in bytes; values below 8192 are raised to 8192.
+    /// Largest response head (and trailer section) accepted, in bytes; values below 8192 are
+    /// raised to 8192.
     pub max_response_header: usize,
 }
 
@@ -97,7 +108,8 @@ pub struct PoolStats {
 pub struct Pool<B> {
     addr: SocketAddr,
     settings: PoolSettings,
-    builder: http1::Builder,
+    /// `max_response_header`, floored.
+    max_head: usize,
     /// Handed to connections so a finished response body can find its way back.
     me: Weak<Pool<B>>,
     /// One permit per open connection; the permit lives in the connection's driver task.
@@ -119,12 +131,25 @@ struct IdleList<B> {
     retired: bool,
 }
 
-/// A connection handle. Boxed once at connect and then moved between the idle list and the
-/// response body, so a request allocates nothing here.
+/// A connection. Boxed once at connect and then moved between the idle list and the response
+/// body, so a request allocates nothing here.
 struct Conn<B> {
     pool: Weak<Pool<B>>,
-    sender: SendRequest<B>,
+    io: Io,
+    /// A request body still on its way when the response head came.
+    upload: Option<Upload<B>>,
     idle_since: Instant,
+}
+
+impl<B> Conn<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// No request body is left half-sent.
+    fn upload_complete(&self) -> bool {
+        self.upload.as_ref().is_none_or(Upload::is_complete)
+    }
 }
 
 impl<B> fmt::Debug for Pool<B> {
@@ -138,23 +163,18 @@ impl<B> fmt::Debug for Pool<B> {
 
 impl<B> Pool<B>
 where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     /// A pool for the replica at `addr`. Connects lazily, on the first request.
     pub fn new(addr: SocketAddr, mut settings: PoolSettings) -> Arc<Self> {
         settings.idle_timeout = settings.idle_timeout.min(MAX_IDLE_TIMEOUT);
         let max_connections = settings.max_connections.min(Semaphore::MAX_PERMITS);
-        let mut builder = http1::Builder::new();
-        // hyper reports a head that overflows its read buffer as a "too large" parse error,
-        // but a head that arrives in one large read can fit a buffer that grew past the cap,
-        // so the head size is also checked when it is parsed.
-        let cap = settings.max_response_header.max(MIN_MAX_BUF_SIZE);
-        builder.max_buf_size(cap).max_header_size(cap);
+        let max_head = settings.max_response_header.max(MIN_MAX_HEAD);
         Arc::new_cyclic(|me| Self {
             addr,
             settings,
-            builder,
+            max_head,
             me: me.clone(),
             slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
@@ -176,8 +196,8 @@ where
     /// Send one request (origin-form URI, headers already rewritten by the caller).
     ///
     /// Returns the response whose body, when read to the end, hands the connection back to the
-    /// idle list. If the response is an upgrade (101), the connection is not reused and
-    /// `hyper::upgrade::on(&mut response)` yields the upgraded IO.
+    /// idle list. If the response is an upgrade (101, or a 2xx to CONNECT), the connection is
+    /// not reused: [`PooledBody::take_upgraded`] hands over its socket.
     pub async fn send(
         &self,
         mut request: Request<B>,
@@ -189,28 +209,33 @@ where
                 Ok(checked_out) => checked_out,
                 Err(failure) => return Err(failure.with_request(request)),
             };
-            match conn.sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.lease(conn, response, is_connect)),
-                Err(mut err) => {
-                    let unsent = err.take_message();
-                    let error = err.into_error();
-                    match unsent {
-                        // The app closed a kept-alive connection just as we picked it and hyper
-                        // wrote nothing: safe to retry whatever the method, but only once and
-                        // only on a new connection, which cannot have that race.
-                        Some(back) if reused => {
-                            tracing::debug!(addr = %self.addr, %error, "reused connection closed before sending; retrying on a new one");
-                            request = back;
-                            fresh = true;
-                        }
-                        request => {
-                            return Err(SendError {
-                                kind: classify(&error),
-                                request,
-                                source: Some(error.into()),
-                            });
-                        }
-                    }
+            let exchanged =
+                conn::exchange(&mut conn.io, &mut conn.upload, request, self.max_head).await;
+            match exchanged {
+                Ok(head) => return Ok(self.lease(conn, head, is_connect)),
+                // The app closed a kept-alive connection just as we picked it and nothing was
+                // written: safe to retry whatever the method, but only once and only on a new
+                // connection, which cannot have that race.
+                Err(Failed::Unsent(back, error, _)) if reused && !fresh => {
+                    tracing::debug!(addr = %self.addr, %error, "reused connection closed before sending; retrying on a new one");
+                    request = back;
+                    fresh = true;
+                }
+                Err(Failed::Unsent(back, error, kind)) => {
+                    return Err(SendError {
+                        kind,
+                        request: Some(back),
+                        lost_head: None,
+                        source: Some(error),
+                    });
+                }
+                Err(Failed::Lost(error, kind, head)) => {
+                    return Err(SendError {
+                        kind,
+                        request: None,
+                        lost_head: Some(head),
+                        source: Some(error),
+                    });
                 }
             }
         }
@@ -255,21 +280,15 @@ where
     /// skips idle connections (used for the transparent retry).
     async fn checkout(&self, fresh: bool) -> Result<(Box<Conn<B>>, bool), Failure> {
         if !fresh {
-            if let Some(conn) = self.take_idle().await {
+            if let Some(conn) = self.take_idle() {
                 return Ok((conn, true));
             }
         }
-        // Connecting and queueing are boxed: they are rare, and their futures (a hyper
-        // handshake, a select over a semaphore, a notification and a timer) would otherwise
+        // Connecting and queueing are boxed: they are rare, and their futures (a TCP connect
+        // under a timeout, a select over a semaphore, a notification and a timer) would otherwise
         // size every request's future, which hyper keeps a slot for in every connection.
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
             return Ok((Box::pin(self.connect(permit)).await?, false));
-        }
-        if fresh {
-            // A retry needs a new connection: free a slot held by the oldest idle one rather
-            // than wait for a busy one to close.
-            let oldest = self.lock_idle().conns.pop_front();
-            drop(oldest);
         }
         Box::pin(self.wait(fresh)).await
     }
@@ -285,7 +304,7 @@ where
             // after the look still wakes us.
             returned.as_mut().enable();
             if !fresh {
-                if let Some(conn) = self.take_idle().await {
+                if let Some(conn) = self.take_idle() {
                     return Ok((conn, true));
                 }
             }
@@ -304,20 +323,10 @@ where
     }
 
     /// Pop the most recently returned usable idle connection; stale ones are dropped (closed).
-    async fn take_idle(&self) -> Option<Box<Conn<B>>> {
+    fn take_idle(&self) -> Option<Box<Conn<B>>> {
         loop {
             let mut conn = self.lock_idle().conns.pop_back()?;
-            if conn.idle_since.elapsed() >= self.settings.idle_timeout || conn.sender.is_closed() {
-                continue;
-            }
-            if conn.sender.is_ready() {
-                return Some(conn);
-            }
-            // A body hands its connection back as soon as it has seen the last byte, which can
-            // be a moment before hyper's dispatcher asks for the next request: wait for that
-            // moment or learn that the connection died. Bounded in case it never comes.
-            let ready = tokio::time::timeout(self.settings.queue_timeout, conn.sender.ready());
-            if let Ok(Ok(())) = ready.await {
+            if conn.idle_since.elapsed() < self.settings.idle_timeout && !conn.io.is_closed() {
                 return Some(conn);
             }
         }
@@ -326,23 +335,10 @@ where
     async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<Box<Conn<B>>, Failure> {
         self.start_reaper();
         let stream = connect_tcp(self.addr, self.settings.connect_timeout).await?;
-        let (sender, connection) = self
-            .builder
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Failure::new(ErrorKind::Connect, e))?;
-        let addr = self.addr;
-        tokio::spawn(async move {
-            // The slot is held for exactly as long as hyper owns the socket. An upgrade moves
-            // the socket out, so tunnels stop counting against the cap.
-            let _slot = permit;
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%addr, %error, "upstream connection ended with an error");
-            }
-        });
         Ok(Box::new(Conn {
             pool: self.me.clone(),
-            sender,
+            io: Io::new(stream, permit),
+            upload: None,
             idle_since: Instant::now(),
         }))
     }
@@ -350,30 +346,44 @@ where
     /// Attach the connection to the response body, or put it back / drop it right away.
     fn lease(
         &self,
-        conn: Box<Conn<B>>,
-        response: Response<Incoming>,
+        mut conn: Box<Conn<B>>,
+        head: ResponseHead,
         is_connect: bool,
     ) -> Response<PooledBody> {
-        let status = response.status();
-        let upgraded =
-            status == StatusCode::SWITCHING_PROTOCOLS || (is_connect && status.is_success());
-        response.map(|inner| {
-            let lease: Option<Box<dyn Lease>> = if upgraded {
-                None
-            } else if inner.is_end_stream() {
+        let ResponseHead {
+            parts,
+            framing,
+            keep_alive,
+        } = head;
+        let status = parts.status;
+        if status == StatusCode::SWITCHING_PROTOCOLS || (is_connect && status.is_success()) {
+            // The socket leaves the pool, and with it the connection's slot.
+            let Conn { io, .. } = *conn;
+            return Response::from_parts(parts, PooledBody::upgraded(io.into_upgraded()));
+        }
+        let mut decoder = Decoder::new(framing);
+        let ready = match framing {
+            ResponseFraming::Length(len) if conn.io.buffered() as u64 >= len => {
+                conn.io.take_body(&mut decoder)
+            }
+            _ => None,
+        };
+        let body = if decoder.is_done() {
+            if keep_alive && conn.upload_complete() && conn.io.is_clean() {
                 self.put_idle(conn);
-                None
-            } else {
-                Some(conn)
-            };
-            PooledBody::new(inner, lease)
-        })
+            }
+            PooledBody::ready(ready)
+        } else {
+            PooledBody::streaming(conn, decoder, keep_alive, self.max_head)
+        };
+        Response::from_parts(parts, body)
     }
 
     fn put_idle(&self, mut conn: Box<Conn<B>>) {
-        if self.settings.idle_timeout.is_zero() || conn.sender.is_closed() {
+        if self.settings.idle_timeout.is_zero() {
             return;
         }
+        conn.upload = None;
         {
             let mut idle = self.lock_idle();
             if idle.retired {
@@ -409,13 +419,14 @@ where
             .partition_point(|c| now.duration_since(c.idle_since) >= ttl);
         let kept = idle.conns.split_off(stale);
         let mut evicted = std::mem::replace(&mut idle.conns, kept);
-        // Closed ones (the app went away) sit anywhere in the list; rare, so a second pass.
-        if idle.conns.iter().any(|c| c.sender.is_closed()) {
-            let (open, closed): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut idle.conns)
-                .into_iter()
-                .partition(|c| !c.sender.is_closed());
-            idle.conns = open;
-            evicted.extend(closed);
+        // Closed ones (the app went away) sit anywhere in the list.
+        let kept = std::mem::take(&mut idle.conns);
+        for mut conn in kept {
+            if conn.io.is_closed() {
+                evicted.push_back(conn);
+            } else {
+                idle.conns.push_back(conn);
+            }
         }
         let next = idle.conns.front().map(|c| c.idle_since + ttl);
         (evicted, next)
@@ -427,7 +438,7 @@ where
 /// holds only a `Weak`, so it ends at the first wake-up after the pool is dropped.
 async fn reap<B>(pool: Weak<Pool<B>>, ttl: Duration)
 where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let mut wake = Instant::now() + ttl;
@@ -484,9 +495,27 @@ async fn connect_tcp(addr: SocketAddr, limit: Option<Duration>) -> Result<TcpStr
 
 impl<B> Lease for Conn<B>
 where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    fn io(&mut self) -> &mut Io {
+        &mut self.io
+    }
+
+    fn poll_upload(&mut self, cx: &mut Context<'_>) {
+        if let Some(upload) = self.upload.as_mut().filter(|up| !up.is_done()) {
+            if let std::task::Poll::Ready(Err(error)) = upload.poll(cx, self.io.stream_mut()) {
+                let error = error.into_inner();
+                tracing::debug!(%error, "request body upload ended early");
+                upload.fail();
+            }
+        }
+    }
+
+    fn upload_complete(&self) -> bool {
+        Conn::upload_complete(self)
+    }
+
     fn give_back(self: Box<Self>) {
         if let Some(pool) = self.pool.upgrade() {
             pool.put_idle(self);

@@ -2,7 +2,6 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::io;
 
 use http::Request;
 
@@ -57,9 +56,12 @@ pub struct SendError<B> {
     /// What went wrong.
     pub kind: ErrorKind,
     /// The request, when it is certain that no byte of it reached the upstream (connect
-    /// failure, queue timeout, or hyper handed it back unsent) — so the caller may retry it
-    /// elsewhere.
+    /// failure, queue timeout, or a reused connection refused its first byte) — so the caller
+    /// may retry it elsewhere.
     pub request: Option<Request<B>>,
+    /// The head of a request that was written, at least in part, and lost: what a replay is
+    /// rebuilt from.
+    pub lost_head: Option<http::request::Parts>,
     /// The underlying error, if any.
     pub source: Option<BoxError>,
 }
@@ -88,7 +90,7 @@ impl<B> StdError for SendError<B> {
     }
 }
 
-/// A failure before the request was handed to hyper; becomes a [`SendError`] with the request.
+/// A failure before the request was written; becomes a [`SendError`] with the request.
 pub(super) struct Failure {
     pub(super) kind: ErrorKind,
     pub(super) source: Option<BoxError>,
@@ -106,39 +108,8 @@ impl Failure {
         SendError {
             kind: self.kind,
             request: Some(request),
+            lost_head: None,
             source: self.source,
         }
-    }
-}
-
-/// Map a hyper client error to a bounded kind, looking through its cause chain.
-pub(super) fn classify(error: &hyper::Error) -> ErrorKind {
-    let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
-    while let Some(current) = cause {
-        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>() {
-            if hyper_error.is_parse_too_large() {
-                return ErrorKind::ResponseHeadTooLarge;
-            }
-            if hyper_error.is_incomplete_message() {
-                return ErrorKind::Closed;
-            }
-        }
-        if let Some(io_error) = current.downcast_ref::<io::Error>() {
-            match io_error.kind() {
-                io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe => {
-                    return ErrorKind::Reset;
-                }
-                io::ErrorKind::UnexpectedEof => return ErrorKind::Closed,
-                _ => {}
-            }
-        }
-        cause = current.source();
-    }
-    if error.is_canceled() || error.is_closed() {
-        ErrorKind::Closed
-    } else {
-        ErrorKind::Other
     }
 }

@@ -1,0 +1,571 @@
+//! HTTP/1.1 on the upstream wire (RFC 9112): the request head the pool writes, the response
+//! head it reads, and how the response body is framed.
+//!
+//! The pool speaks to its own replicas only, always HTTP/1.1, one request at a time per
+//! connection, so this is the client half of the protocol and nothing more. Parsing is
+//! httparse's (the parser hyper uses); header values are slices of one shared buffer, as in
+//! hyper, so a response head costs one allocation for its bytes and one for its map.
+
+use std::fmt::Write as _;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, request, response};
+
+use super::error::ErrorKind;
+
+/// Most header fields in a response head or a trailer section (hyper's default too).
+const MAX_HEADERS: usize = 100;
+
+/// Longest chunk-size line, extensions included, before a response is refused.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// Why a response could not be read. `kind` is the bounded label; `what` says more in logs.
+#[derive(Debug)]
+pub(super) struct WireError {
+    pub(super) kind: ErrorKind,
+    pub(super) what: &'static str,
+}
+
+impl WireError {
+    pub(super) fn invalid(what: &'static str) -> Self {
+        Self {
+            kind: ErrorKind::Other,
+            what,
+        }
+    }
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.what)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// How the request body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RequestFraming {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// Picks the request framing: the `Content-Length` the request carries, else the body's exact
+/// size, else chunked. Returns whether the framing header still has to be written.
+pub(super) fn request_framing(
+    headers: &HeaderMap,
+    empty: bool,
+    exact: Option<u64>,
+) -> Result<(RequestFraming, bool), WireError> {
+    if let Some(value) = headers.get(CONTENT_LENGTH) {
+        let len = parse_length(value.as_bytes())
+            .ok_or(WireError::invalid("invalid content-length on the request"))?;
+        let framing = if len == 0 {
+            RequestFraming::Empty
+        } else {
+            RequestFraming::Length(len)
+        };
+        return Ok((framing, false));
+    }
+    Ok(match (empty, exact) {
+        (true, _) => (RequestFraming::Empty, false),
+        (false, Some(0)) => (RequestFraming::Empty, false),
+        (false, Some(len)) => (RequestFraming::Length(len), true),
+        (false, None) => (RequestFraming::Chunked, true),
+    })
+}
+
+/// Writes the request head into `out` (cleared first): origin-form target, HTTP/1.1, the
+/// headers as they are (names are lower case in a `HeaderMap`), and the framing header when
+/// `add_framing` says it is missing.
+pub(super) fn encode_head(
+    out: &mut Vec<u8>,
+    parts: &request::Parts,
+    framing: RequestFraming,
+    add_framing: bool,
+) {
+    out.clear();
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut size = parts.method.as_str().len() + target.len() + 16;
+    for (name, value) in &parts.headers {
+        size += name.as_str().len() + value.len() + 4;
+    }
+    out.reserve(size + 32);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if add_framing {
+        match framing {
+            RequestFraming::Length(len) => {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa(len, &mut [0; 20]));
+                out.extend_from_slice(b"\r\n");
+            }
+            RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            RequestFraming::Empty => {}
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The chunk-size line for `len` bytes of data.
+pub(super) fn chunk_line(len: usize) -> Bytes {
+    let mut line = String::with_capacity(18);
+    let _ = write!(line, "{len:x}\r\n");
+    Bytes::from(line)
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ResponseFraming {
+    /// No body: a response to HEAD, 1xx, 204, 304, or a 2xx to CONNECT.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(super) struct ResponseHead {
+    pub(super) parts: response::Parts,
+    pub(super) framing: ResponseFraming,
+    /// The connection may carry another request once this response is read.
+    pub(super) keep_alive: bool,
+}
+
+/// Parses the final response head at the front of `buf`, consuming it and any informational
+/// (1xx other than 101) heads before it. `Ok(None)`: more bytes are needed. `max` bounds the
+/// head's size.
+pub(super) fn parse_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    max: usize,
+) -> Result<Option<ResponseHead>, WireError> {
+    loop {
+        // Most heads have a handful of fields: a small table first, the full one if needed.
+        let parsed = match parse_status::<FEW_HEADERS>(buf, max) {
+            Err(WireError { what: TOO_MANY, .. }) => parse_status::<MAX_HEADERS>(buf, max),
+            parsed => parsed,
+        };
+        let Some(status) = parsed? else {
+            return Ok(None);
+        };
+        let head = buf.split_to(status.len).freeze();
+        if status.code.is_informational() && status.code != StatusCode::SWITCHING_PROTOCOLS {
+            continue;
+        }
+        return build_head(&head, &status, method).map(Some);
+    }
+}
+
+/// Header fields tried first; a head with more is parsed again with [`MAX_HEADERS`].
+const FEW_HEADERS: usize = 24;
+
+const TOO_MANY: &str = "too many header fields in the response";
+
+/// Where a header's name and value sit in the head's bytes.
+#[derive(Clone, Copy, Default)]
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// A status line and where the head's fields are.
+struct Status {
+    len: usize,
+    code: StatusCode,
+    version: Version,
+    fields: Vec<Field>,
+}
+
+fn parse_status<const N: usize>(buf: &BytesMut, max: usize) -> Result<Option<Status>, WireError> {
+    let mut headers = [httparse::EMPTY_HEADER; N];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max => return Err(too_large()),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(WireError::invalid(TOO_MANY)),
+        Err(_) => return Err(WireError::invalid("malformed response head")),
+    };
+    if len > max {
+        return Err(too_large());
+    }
+    let code = response
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(WireError::invalid("invalid response status"))?;
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let fields = response
+        .headers
+        .iter()
+        .map(|header| {
+            let name = offset(header.name.as_bytes());
+            let value = offset(header.value);
+            Field {
+                name: (name, name + header.name.len() as u32),
+                value: (value, value + header.value.len() as u32),
+            }
+        })
+        .collect();
+    Ok(Some(Status {
+        len,
+        code,
+        version,
+        fields,
+    }))
+}
+
+fn too_large() -> WireError {
+    WireError {
+        kind: ErrorKind::ResponseHeadTooLarge,
+        what: "response head larger than max_response_header",
+    }
+}
+
+fn build_head(head: &Bytes, status: &Status, method: &Method) -> Result<ResponseHead, WireError> {
+    let Status {
+        code: status,
+        version,
+        fields,
+        ..
+    } = status;
+    let (status, version) = (*status, *version);
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for field in fields {
+        let name_bytes = &head[field.name.0 as usize..field.name.1 as usize];
+        let name = HeaderName::from_bytes(name_bytes)
+            .map_err(|_| WireError::invalid("invalid header name in the response"))?;
+        let value_bytes = head.slice(field.value.0 as usize..field.value.1 as usize);
+        if name == CONTENT_LENGTH {
+            // Repeated lengths must agree (RFC 9110 §8.6); "5, 5" is one value written twice.
+            for part in value_bytes.split(|&b| b == b',') {
+                let len = parse_length(part.trim_ascii())
+                    .ok_or(WireError::invalid("invalid content-length in the response"))?;
+                if length.is_some_and(|seen| seen != len) {
+                    return Err(WireError::invalid(
+                        "conflicting content-length in the response",
+                    ));
+                }
+                length = Some(len);
+            }
+        } else if name == TRANSFER_ENCODING {
+            // Only the last coding matters: chunked last delimits, anything else reads to close.
+            if let Some(last) = value_bytes.rsplit(|&b| b == b',').next() {
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+        } else if name == CONNECTION {
+            for token in value_bytes.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        // httparse let through only visible characters, spaces and tabs.
+        headers.append(
+            name,
+            HeaderValue::from_maybe_shared(value_bytes)
+                .map_err(|_| WireError::invalid("invalid header value in the response"))?,
+        );
+    }
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || (*method == Method::CONNECT && status.is_success());
+    let framing = if no_body {
+        ResponseFraming::Empty
+    } else if let Some(chunked) = chunked {
+        // With a transfer coding a content-length is void (RFC 9112 §6.3): drop it so the
+        // client is not told a length the decoded body may not have.
+        headers.remove(CONTENT_LENGTH);
+        if chunked {
+            ResponseFraming::Chunked
+        } else {
+            ResponseFraming::Close
+        }
+    } else {
+        match length {
+            Some(0) => ResponseFraming::Empty,
+            Some(len) => ResponseFraming::Length(len),
+            None => ResponseFraming::Close,
+        }
+    };
+    let persistent = match version {
+        Version::HTTP_10 => keep_alive_token && !close,
+        _ => !close,
+    };
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(ResponseHead {
+        parts,
+        framing,
+        keep_alive: persistent && framing != ResponseFraming::Close,
+    })
+}
+
+/// A decimal length with no sign, no spaces and no overflow.
+fn parse_length(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 19 {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// What the body decoder found in the buffer.
+#[derive(Debug, PartialEq)]
+pub(super) enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The trailer section of a chunked body (the body then ends).
+    Trailers(HeaderMap),
+    /// The body ended.
+    End,
+    /// Nothing decodable yet: read more.
+    More,
+}
+
+/// Decodes a response body from the connection's read buffer.
+#[derive(Debug)]
+pub(super) enum Decoder {
+    Length(u64),
+    Chunked(Chunked),
+    Close,
+    Done,
+}
+
+impl Decoder {
+    pub(super) fn new(framing: ResponseFraming) -> Self {
+        match framing {
+            ResponseFraming::Empty => Self::Done,
+            ResponseFraming::Length(len) => Self::Length(len),
+            ResponseFraming::Chunked => Self::Chunked(Chunked::default()),
+            ResponseFraming::Close => Self::Close,
+        }
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self, Self::Done)
+    }
+
+    /// Bytes still expected, when known.
+    pub(super) fn remaining(&self) -> Option<u64> {
+        match self {
+            Self::Length(left) => Some(*left),
+            Self::Done => Some(0),
+            Self::Chunked(_) | Self::Close => None,
+        }
+    }
+
+    /// Takes what it can from `buf`.
+    pub(super) fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        max_trailers: usize,
+    ) -> Result<Decoded, WireError> {
+        match self {
+            Self::Done => Ok(Decoded::End),
+            Self::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::More);
+                }
+                let take = (*left).min(buf.len() as u64) as usize;
+                *left -= take as u64;
+                let data = buf.split_to(take).freeze();
+                if *left == 0 {
+                    *self = Self::Done;
+                }
+                Ok(Decoded::Data(data))
+            }
+            Self::Close => {
+                if buf.is_empty() {
+                    return Ok(Decoded::More);
+                }
+                Ok(Decoded::Data(buf.split().freeze()))
+            }
+            Self::Chunked(chunked) => {
+                let decoded = chunked.decode(buf, max_trailers)?;
+                if matches!(decoded, Decoded::End | Decoded::Trailers(_)) {
+                    *self = Self::Done;
+                }
+                Ok(decoded)
+            }
+        }
+    }
+
+    /// The upstream closed the connection: the end of a close-delimited body, else an error.
+    pub(super) fn eof(&mut self) -> Result<(), WireError> {
+        match self {
+            Self::Close | Self::Done => {
+                *self = Self::Done;
+                Ok(())
+            }
+            Self::Length(_) | Self::Chunked(_) => Err(WireError {
+                kind: ErrorKind::Closed,
+                what: "the upstream closed the connection mid-body",
+            }),
+        }
+    }
+}
+
+/// The chunked transfer coding (RFC 9112 §7.1), decoded strictly: hex sizes, CRLF line ends,
+/// extensions skipped.
+#[derive(Debug, Default)]
+pub(super) struct Chunked {
+    state: ChunkState,
+    size: u64,
+    line: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading hex digits.
+    #[default]
+    Size,
+    /// After the digits: whitespace, or `;` and an extension, up to CR.
+    SizeRest,
+    /// Inside an extension, up to CR.
+    Extension,
+    /// Expecting the LF that ends the size line.
+    SizeLf,
+    /// Chunk data: `size` bytes left.
+    Data,
+    /// Expecting the CR after chunk data.
+    DataCr,
+    /// Expecting the LF after chunk data.
+    DataLf,
+    /// After the last chunk: the trailer section.
+    Trailers,
+}
+
+impl Chunked {
+    fn decode(&mut self, buf: &mut BytesMut, max_trailers: usize) -> Result<Decoded, WireError> {
+        let bad = || WireError::invalid("malformed chunked body in the response");
+        loop {
+            if self.state == ChunkState::Data {
+                if buf.is_empty() {
+                    return Ok(Decoded::More);
+                }
+                let take = self.size.min(buf.len() as u64) as usize;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = ChunkState::DataCr;
+                }
+                return Ok(Decoded::Data(buf.split_to(take).freeze()));
+            }
+            if self.state == ChunkState::Trailers {
+                return self.trailers(buf, max_trailers);
+            }
+            let Some(&byte) = buf.first() else {
+                return Ok(Decoded::More);
+            };
+            buf.advance(1);
+            self.line += 1;
+            if self.line > MAX_CHUNK_LINE {
+                return Err(bad());
+            }
+            self.state = match (self.state, byte) {
+                (ChunkState::Size, b) if b.is_ascii_hexdigit() => {
+                    let digit = (b as char).to_digit(16).unwrap_or(0);
+                    self.size = self
+                        .size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(u64::from(digit)))
+                        .ok_or_else(bad)?;
+                    ChunkState::Size
+                }
+                (ChunkState::Size, _) if self.line == 1 => return Err(bad()),
+                (ChunkState::Size | ChunkState::SizeRest, b' ' | b'\t') => ChunkState::SizeRest,
+                (ChunkState::Size | ChunkState::SizeRest, b';') => ChunkState::Extension,
+                (ChunkState::Size | ChunkState::SizeRest | ChunkState::Extension, b'\r') => {
+                    ChunkState::SizeLf
+                }
+                (ChunkState::Extension, b) if b != b'\n' => ChunkState::Extension,
+                (ChunkState::SizeLf, b'\n') => {
+                    self.line = 0;
+                    if self.size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data
+                    }
+                }
+                (ChunkState::DataCr, b'\r') => ChunkState::DataLf,
+                (ChunkState::DataLf, b'\n') => {
+                    self.line = 0;
+                    ChunkState::Size
+                }
+                _ => return Err(bad()),
+            };
+        }
+    }
+
+    fn trailers(&mut self, buf: &mut BytesMut, max: usize) -> Result<Decoded, WireError> {
+        if buf.starts_with(b"\r\n") {
+            buf.advance(2);
+            return Ok(Decoded::End);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let (len, fields) = match httparse::parse_headers(buf, &mut headers) {
+            Ok(httparse::Status::Complete(done)) => done,
+            Ok(httparse::Status::Partial) if buf.len() < max => return Ok(Decoded::More),
+            _ => {
+                return Err(WireError::invalid(
+                    "malformed trailer section in the response",
+                ));
+            }
+        };
+        let mut trailers = HeaderMap::with_capacity(fields.len());
+        for field in fields {
+            let name = HeaderName::from_bytes(field.name.as_bytes());
+            let value = HeaderValue::from_bytes(field.value);
+            if let (Ok(name), Ok(value)) = (name, value) {
+                trailers.append(name, value);
+            }
+        }
+        buf.advance(len);
+        Ok(Decoded::Trailers(trailers))
+    }
+}
+
+#[cfg(test)]
+mod tests;
