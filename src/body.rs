@@ -35,25 +35,14 @@ impl BodyFault {
     const TOO_LARGE: u8 = 1;
     const IDLE: u8 = 2;
     const ABORTED: u8 = 3;
-    const FINISHED: u8 = 0x80;
 
     fn set(&self, v: u8) {
         self.0.fetch_or(v, Ordering::Relaxed);
     }
 
-    /// Marks the body as sent in full.
-    pub fn finish(&self) {
-        self.set(Self::FINISHED);
-    }
-
-    /// Whether the body was sent in full.
-    pub fn is_finished(&self) -> bool {
-        self.0.load(Ordering::Relaxed) & Self::FINISHED != 0
-    }
-
     /// The recorded fault, if any.
     pub fn get(&self) -> Option<BodyError> {
-        match self.0.load(Ordering::Relaxed) & !Self::FINISHED {
+        match self.0.load(Ordering::Relaxed) {
             Self::TOO_LARGE => Some(BodyError::TooLarge),
             Self::IDLE => Some(BodyError::Idle),
             Self::ABORTED => Some(BodyError::Aborted),
@@ -168,10 +157,7 @@ impl Body for ClientBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(_))) => this.fail(BodyError::Aborted, BodyFault::ABORTED),
-            Poll::Ready(None) => {
-                this.fault.finish();
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 if this.idle.as_mut().is_some_and(|idle| idle.expired(cx)) {
                     return this.fail(BodyError::Idle, BodyFault::IDLE);

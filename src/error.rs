@@ -85,12 +85,9 @@ pub enum FileError {
 /// How an upstream exchange failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamFailure {
-    /// A pool-level failure.
+    /// A pool-level failure (`upstream_header` included: the pool runs that clock).
     #[error("{}", .0.as_str())]
     Pool(ErrorKind),
-    /// No response head within `upstream_header`.
-    #[error("response header timeout")]
-    HeaderTimeout,
 }
 
 impl RequestError {
@@ -112,8 +109,9 @@ impl RequestError {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NoReplica(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { kind, .. } => match kind {
-                UpstreamFailure::HeaderTimeout
-                | UpstreamFailure::Pool(ErrorKind::ConnectTimeout) => StatusCode::GATEWAY_TIMEOUT,
+                UpstreamFailure::Pool(ErrorKind::HeaderTimeout | ErrorKind::ConnectTimeout) => {
+                    StatusCode::GATEWAY_TIMEOUT
+                }
                 UpstreamFailure::Pool(ErrorKind::QueueTimeout) => StatusCode::SERVICE_UNAVAILABLE,
                 UpstreamFailure::Pool(
                     ErrorKind::ConnectRefused

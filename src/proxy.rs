@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST, UPGRADE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
@@ -22,7 +21,7 @@ use crate::service::{Conn, Shared, UpstreamFacts};
 use crate::snapshot::{Route, RouteId, RouteLife};
 use crate::trace_context::TraceContext;
 use crate::tunnel;
-use crate::upstream::outlier::{self, Verdict};
+use crate::upstream::outlier;
 use crate::upstream::pool::ErrorKind;
 use crate::upstream::replica::{Replica, Upstream};
 use crate::upstream::retry::{self, Attempt};
@@ -138,17 +137,18 @@ pub async fn forward(
     parts.uri = origin_form(forwarded_path, parts.uri.query())?;
     parts.version = Version::HTTP_11;
 
-    let fault = Arc::new(BodyFault::default());
+    // Where a streaming body records why it stopped (none for a request without a body).
+    let mut fault = None;
     let idempotent = retry::is_idempotent(&parts.method, &route.idempotent_methods);
     let (body, replayable) = if body.is_end_stream() {
-        fault.finish();
         (RequestBody::Empty, true)
     } else {
+        let recorded = fault.insert(Arc::new(BodyFault::default()));
         let client = ClientBody::new(
             body,
             route.max_body,
             route.timeouts.client_body_idle,
-            Arc::clone(&fault),
+            Arc::clone(recorded),
         );
         // Only a body that may be replayed after it was sent is worth holding back: an
         // unsent request comes back from the pool whole, whatever its body.
@@ -157,7 +157,9 @@ pub async fn forward(
             let bytes = client
                 .collect()
                 .await
-                .map_err(|_| client_fault(&fault, route).unwrap_or(RequestError::BodyAborted))?
+                .map_err(|_| {
+                    client_fault(fault.as_deref(), route).unwrap_or(RequestError::BodyAborted)
+                })?
                 .to_bytes();
             (RequestBody::Full(Some(bytes)), true)
         } else {
@@ -192,20 +194,10 @@ pub async fn forward(
             kind,
         };
         let started = Instant::now();
-        let send = replica.pool.send(request);
-        let result = match route.timeouts.upstream_header {
-            None => send.await,
-            Some(after) => match wait_head(send, after, &fault).await {
-                Some(r) => r,
-                None => {
-                    replica.record(Verdict::Failure, None);
-                    if observe {
-                        replica.metrics.failed(UpstreamFailure::HeaderTimeout);
-                    }
-                    return Err(upstream_err(UpstreamFailure::HeaderTimeout));
-                }
-            },
-        };
+        let result = replica
+            .pool
+            .send(request, route.timeouts.upstream_header)
+            .await;
         let err = match result {
             Ok(resp) => {
                 let verdict = outlier::status_verdict(resp.status().as_u16(), upstream.count_5xx);
@@ -220,7 +212,7 @@ pub async fn forward(
             Err(err) => err,
         };
         // A body that failed on the client side explains the broken exchange.
-        if let Some(client_err) = client_fault(&fault, route) {
+        if let Some(client_err) = client_fault(fault.as_deref(), route) {
             return Err(client_err);
         }
         let failure = UpstreamFailure::Pool(err.kind);
@@ -306,8 +298,8 @@ pub async fn forward(
 }
 
 /// Why a client body stopped, if it did: 413 or 408 rather than an upstream error.
-fn client_fault(fault: &BodyFault, route: &Route) -> Option<RequestError> {
-    match fault.get()? {
+fn client_fault(fault: Option<&BodyFault>, route: &Route) -> Option<RequestError> {
+    match fault?.get()? {
         BodyError::TooLarge => Some(RequestError::BodyTooLarge(route.max_body)),
         BodyError::Idle => Some(RequestError::BodyTimeout),
         BodyError::Aborted => Some(RequestError::BodyAborted),
@@ -336,29 +328,6 @@ impl Replay {
             None => RequestBody::Empty,
         };
         Request::from_parts(head, body)
-    }
-}
-
-/// Waits for the response head. The `upstream_header` clock starts once the request body has
-/// been sent in full: a long upload is bounded by `client_body_idle`, not by this timeout.
-async fn wait_head<F: std::future::Future>(
-    send: F,
-    after: Duration,
-    fault: &BodyFault,
-) -> Option<F::Output> {
-    tokio::pin!(send);
-    let sleep = tokio::time::sleep(after);
-    tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            out = &mut send => return Some(out),
-            () = &mut sleep => {
-                if fault.is_finished() {
-                    return None;
-                }
-                sleep.as_mut().reset(Instant::now() + after);
-            }
-        }
     }
 }
 

@@ -169,8 +169,8 @@ fn failure_index(failure: UpstreamFailure) -> usize {
             ErrorKind::Reset => 5,
             ErrorKind::ResponseHeadTooLarge => 6,
             ErrorKind::Other => 7,
+            ErrorKind::HeaderTimeout => 8,
         },
-        UpstreamFailure::HeaderTimeout => 8,
     }
 }
 

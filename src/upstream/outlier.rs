@@ -30,7 +30,6 @@ pub fn status_verdict(status: u16, count_5xx: bool) -> Verdict {
 /// A failed exchange: connect failures, resets and closes before a response, header timeouts.
 pub fn failure_verdict(failure: UpstreamFailure) -> Verdict {
     match failure {
-        UpstreamFailure::HeaderTimeout => Verdict::Failure,
         UpstreamFailure::Pool(kind) => match kind {
             ErrorKind::QueueTimeout => Verdict::Neutral,
             ErrorKind::ConnectRefused
@@ -39,6 +38,7 @@ pub fn failure_verdict(failure: UpstreamFailure) -> Verdict {
             | ErrorKind::Closed
             | ErrorKind::Reset
             | ErrorKind::ResponseHeadTooLarge
+            | ErrorKind::HeaderTimeout
             | ErrorKind::Other => Verdict::Failure,
         },
     }
@@ -80,7 +80,7 @@ mod tests {
             Verdict::Failure
         );
         assert_eq!(
-            failure_verdict(UpstreamFailure::HeaderTimeout),
+            failure_verdict(UpstreamFailure::Pool(ErrorKind::HeaderTimeout)),
             Verdict::Failure
         );
     }

@@ -198,9 +198,14 @@ where
     /// Returns the response whose body, when read to the end, hands the connection back to the
     /// idle list. If the response is an upgrade (101, or a 2xx to CONNECT), the connection is
     /// not reused: [`PooledBody::take_upgraded`] hands over its socket.
+    ///
+    /// `header_timeout` (`upstream_header`) bounds the wait for the response head, counted from
+    /// the moment the request, body included, has been written: a long upload is bounded by
+    /// the body's own idle timeout, not by this.
     pub async fn send(
         &self,
         mut request: Request<B>,
+        header_timeout: Option<Duration>,
     ) -> Result<Response<PooledBody>, SendError<B>> {
         let is_connect = request.method() == Method::CONNECT;
         let mut fresh = false;
@@ -209,8 +214,11 @@ where
                 Ok(checked_out) => checked_out,
                 Err(failure) => return Err(failure.with_request(request)),
             };
-            let exchanged =
-                conn::exchange(&mut conn.io, &mut conn.upload, request, self.max_head).await;
+            let limits = conn::Limits {
+                max_head: self.max_head,
+                header_timeout,
+            };
+            let exchanged = conn::exchange(&mut conn.io, &mut conn.upload, request, limits).await;
             match exchanged {
                 Ok(head) => return Ok(self.lease(conn, head, is_connect)),
                 // The app closed a kept-alive connection just as we picked it and nothing was

@@ -13,6 +13,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, request};
@@ -20,6 +21,7 @@ use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
 
 use super::error::{BoxError, ErrorKind};
 use super::wire::{self, Decoded, Decoder, RequestFraming, ResponseHead, WireError};
@@ -39,6 +41,8 @@ pub(super) struct Io {
     read_size: usize,
     /// The request head being written (its allocation is reused).
     head: Vec<u8>,
+    /// The `upstream_header` timer, made once per connection and re-armed per request.
+    timer: Option<Pin<Box<Sleep>>>,
     /// Holds the connection's slot in the pool for as long as the socket is open.
     _slot: OwnedSemaphorePermit,
 }
@@ -50,6 +54,7 @@ impl Io {
             read: BytesMut::new(),
             read_size: MIN_READ,
             head: Vec::new(),
+            timer: None,
             _slot: slot,
         }
     }
@@ -70,6 +75,19 @@ impl Io {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock
             ),
         }
+    }
+
+    fn arm_timer(&mut self, deadline: Instant) {
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+
+    fn timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
     }
 
     /// Reads more into the buffer. `Ok(0)` is EOF.
@@ -147,6 +165,15 @@ impl Io {
     }
 }
 
+/// Bounds on one exchange.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Largest response head.
+    pub(super) max_head: usize,
+    /// Longest wait for the response head once the request is written.
+    pub(super) header_timeout: Option<Duration>,
+}
+
 /// The outcome of a failed exchange.
 pub(super) enum Failed<B> {
     /// Nothing reached the upstream: the request comes back whole.
@@ -164,7 +191,7 @@ pub(super) async fn exchange<B>(
     io: &mut Io,
     upload: &mut Option<Upload<B>>,
     request: Request<B>,
-    max_head: usize,
+    limits: Limits,
 ) -> Result<ResponseHead, Failed<B>>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -213,6 +240,7 @@ where
     }
 
     let mut write_error = None;
+    let mut armed = false;
     poll_fn(|cx| {
         if let Some(up) = upload.as_mut().filter(|up| !up.is_done()) {
             match up.poll(cx, &mut io.stream) {
@@ -227,7 +255,25 @@ where
                 Poll::Ready(Ok(())) | Poll::Pending => {}
             }
         }
-        poll_head(io, cx, &parts.method, max_head)
+        if let Poll::Ready(head) = poll_head(io, cx, &parts.method, limits.max_head) {
+            return Poll::Ready(head);
+        }
+        // The `upstream_header` clock starts once the whole request is out.
+        if let Some(after) = limits.header_timeout {
+            if upload.as_ref().is_none_or(Upload::is_done) {
+                if !armed {
+                    io.arm_timer(Instant::now() + after);
+                    armed = true;
+                }
+                if io.timer_expired(cx) {
+                    return Poll::Ready(Err(WireError {
+                        kind: ErrorKind::HeaderTimeout,
+                        what: "no response head within upstream_header",
+                    }));
+                }
+            }
+        }
+        Poll::Pending
     })
     .await
     .map_err(|e| {

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Reset,
     /// The response head was larger than `max_response_header`.
     ResponseHeadTooLarge,
+    /// No response head within `upstream_header` of the request being sent in full.
+    HeaderTimeout,
     /// Anything else (a malformed response, a failing request body, ...).
     Other,
 }
@@ -40,6 +42,7 @@ impl ErrorKind {
             Self::Closed => "closed",
             Self::Reset => "reset",
             Self::ResponseHeadTooLarge => "response_head_too_large",
+            Self::HeaderTimeout => "header_timeout",
             Self::Other => "other",
         }
     }

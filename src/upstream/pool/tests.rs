@@ -15,7 +15,7 @@ fn futures_and_bodies_can_cross_threads() {
     fn send<T: Send>(_: T) {}
     let pool = Pool::<TestBody>::new(([127, 0, 0, 1], 9).into(), settings());
     send_sync(&pool);
-    send(pool.send(get("/")));
+    send(pool.send(get("/"), None));
     let _: fn(PooledBody) = |body| send_sync(&body);
 }
 
@@ -29,6 +29,7 @@ fn error_labels_are_distinct() {
         ErrorKind::Closed,
         ErrorKind::Reset,
         ErrorKind::ResponseHeadTooLarge,
+        ErrorKind::HeaderTimeout,
         ErrorKind::Other,
     ];
     let labels: std::collections::BTreeSet<_> = kinds.iter().map(ErrorKind::as_str).collect();
@@ -46,7 +47,7 @@ async fn sequential_requests_reuse_one_connection() {
     assert_eq!(body, "ok");
     let (second, _) = fetch(&pool, get("/")).await;
     // A body-less response goes back to the idle list without being read.
-    let third = pool.send(get("/empty")).await.unwrap();
+    let third = pool.send(get("/empty"), None).await.unwrap();
     assert_eq!(third.status(), StatusCode::NO_CONTENT);
     let (fourth, _) = fetch(&pool, get("/")).await;
 
@@ -69,9 +70,9 @@ async fn most_recently_returned_connection_is_used_first() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
 
-    let (a, b) = tokio::join!(pool.send(get("/hold")), async {
+    let (a, b) = tokio::join!(pool.send(get("/hold"), None), async {
         eventually("first request held", || upstream.held() == 1).await;
-        let b = pool.send(get("/hold"));
+        let b = pool.send(get("/hold"), None);
         upstream.release(2);
         b.await
     });
@@ -92,7 +93,7 @@ async fn a_consumer_that_stops_at_end_of_stream_still_returns_the_connection() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
 
-    let mut body = pool.send(get("/")).await.unwrap().into_body();
+    let mut body = pool.send(get("/"), None).await.unwrap().into_body();
     while !body.is_end_stream() {
         body.frame().await.unwrap().unwrap();
     }
@@ -122,7 +123,7 @@ async fn connect_refused_hands_the_request_back() {
         .unwrap();
     let pool = Pool::new(addr, settings());
 
-    let err = pool.send(get("/refused")).await.unwrap_err();
+    let err = pool.send(get("/refused"), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::ConnectRefused);
     assert_eq!(err.request.unwrap().uri().path(), "/refused");
     assert_eq!(pool.stats().open, 0);
@@ -152,7 +153,7 @@ async fn connect_gives_up_after_connect_timeout() {
         },
     );
 
-    let err = pool.send(get("/slow")).await.unwrap_err();
+    let err = pool.send(get("/slow"), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::ConnectTimeout);
     assert_eq!(err.request.unwrap().uri().path(), "/slow");
     assert_eq!(pool.stats().open, 0);
@@ -214,7 +215,7 @@ async fn queue_timeout_hands_the_request_back() {
     let ((), held) = tokio::join!(
         async {
             eventually("first request held", || upstream.held() == 1).await;
-            let err = pool.send(get("/queued")).await.unwrap_err();
+            let err = pool.send(get("/queued"), None).await.unwrap_err();
             assert_eq!(err.kind, ErrorKind::QueueTimeout);
             assert_eq!(err.request.unwrap().uri().path(), "/queued");
             assert_eq!(pool.stats().waiting, 0);
@@ -387,7 +388,7 @@ async fn a_request_lost_after_it_was_written_is_not_handed_back() {
     let (addr, accepted) = silent_upstream(true).await;
     let pool = Pool::new(addr, settings());
 
-    let err = pool.send(get("/lost")).await.unwrap_err();
+    let err = pool.send(get("/lost"), None).await.unwrap_err();
     assert!(
         matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset),
         "{err:?}"
@@ -399,13 +400,40 @@ async fn a_request_lost_after_it_was_written_is_not_handed_back() {
 }
 
 #[tokio::test]
+async fn the_header_timeout_runs_from_the_end_of_the_request_body() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+    let timeout = Some(Duration::from_millis(100));
+
+    // The app holds the answer past the timeout: 504-worthy, and its head comes back.
+    let held = pool.send(get("/hold"), timeout).await.unwrap_err();
+    assert_eq!(held.kind, ErrorKind::HeaderTimeout);
+    assert_eq!(held.lost_head.unwrap().uri.path(), "/hold");
+    upstream.release(1);
+
+    // A body that takes longer than the timeout to arrive does not count against it.
+    let (chunks, rx) = mpsc::channel(1);
+    let req = Request::post("/upload")
+        .body(ChannelBody(rx).boxed())
+        .unwrap();
+    let (response, ()) = tokio::join!(pool.send(req, timeout), async {
+        chunks.send(Bytes::from_static(b"slow")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        chunks.send(Bytes::from_static(b"body")).await.unwrap();
+        drop(chunks);
+    });
+    let body = response.unwrap().into_body().collect().await.unwrap();
+    assert_eq!(body.to_bytes(), "8");
+}
+
+#[tokio::test]
 async fn a_failure_on_a_new_connection_is_not_retried() {
     // Whether hyper notices the close before writing (and hands the request back) or after,
     // the pool makes one attempt only.
     let (addr, accepted) = silent_upstream(false).await;
     let pool = Pool::new(addr, settings());
 
-    let err = pool.send(get("/once")).await.unwrap_err();
+    let err = pool.send(get("/once"), None).await.unwrap_err();
     assert!(
         matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset),
         "{err:?}"
@@ -418,7 +446,7 @@ async fn an_oversized_response_head_is_reported() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
 
-    let err = pool.send(get("/big-head")).await.unwrap_err();
+    let err = pool.send(get("/big-head"), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::ResponseHeadTooLarge, "{err:?}");
     assert!(err.request.is_none());
     assert_eq!(pool.stats().idle, 0);
@@ -485,7 +513,7 @@ async fn dropping_a_body_early_discards_its_connection() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
 
-    let response = pool.send(get("/large")).await.unwrap();
+    let response = pool.send(get("/large"), None).await.unwrap();
     drop(response);
     eventually("the upstream to see the connection closed", || {
         upstream.closed() == 1
@@ -550,7 +578,7 @@ async fn an_upgraded_connection_is_handed_over_and_never_pooled() {
         .body(Empty::new().boxed())
         .unwrap();
 
-    let mut response = pool.send(req).await.unwrap();
+    let mut response = pool.send(req, None).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(pool.stats().open, 0, "a tunnel holds no slot");
     let mut tunnel = response.body_mut().take_upgraded().unwrap();

@@ -140,7 +140,9 @@ pub(super) enum ResponseFraming {
     Close,
 }
 
-/// A parsed response head.
+/// A parsed response head. The fields that concern only this connection and that the pool
+/// acted on are left out: `Transfer-Encoding`, `Keep-Alive`, and a `Connection` that says
+/// nothing but `close` or `keep-alive`.
 #[derive(Debug)]
 pub(super) struct ResponseHead {
     pub(super) parts: response::Parts,
@@ -279,11 +281,24 @@ fn build_head(head: &Bytes, status: &Status, method: &Method) -> Result<Response
             if let Some(last) = value_bytes.rsplit(|&b| b == b',').next() {
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
+            // Hop-by-hop, and consumed here.
+            continue;
         } else if name == CONNECTION {
+            let mut only_persistence = true;
             for token in value_bytes.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                let is_close = token.eq_ignore_ascii_case(b"close");
+                let is_keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                close |= is_close;
+                keep_alive_token |= is_keep_alive;
+                only_persistence &= is_close || is_keep_alive;
             }
+            // `close` and `keep-alive` are for this connection only, and consumed here; a
+            // field naming other headers stays for the proxy to act on.
+            if only_persistence {
+                continue;
+            }
+        } else if name.as_str() == "keep-alive" {
+            continue;
         }
         // httparse let through only visible characters, spaces and tabs.
         headers.append(

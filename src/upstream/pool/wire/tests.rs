@@ -204,6 +204,19 @@ fn a_transfer_coding_voids_the_content_length() {
     .unwrap();
     assert_eq!(parsed.framing, ResponseFraming::Chunked);
     assert!(!parsed.parts.headers.contains_key(CONTENT_LENGTH));
+    assert!(!parsed.parts.headers.contains_key(TRANSFER_ENCODING));
+}
+
+#[test]
+fn connection_fields_the_pool_consumed_are_left_out() {
+    let fields = |s: &[u8]| head(s, &Method::GET).unwrap().unwrap().parts.headers;
+    let plain = fields(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n");
+    assert!(plain.get(CONNECTION).is_none());
+    assert!(plain.get("keep-alive").is_none());
+    assert_eq!(plain[CONTENT_LENGTH], "0");
+    // One that names other fields stays, for the proxy to strip those.
+    let naming = fields(b"HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(naming[CONNECTION], "close, X-Secret");
 }
 
 #[test]
