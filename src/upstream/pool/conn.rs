@@ -160,6 +160,11 @@ impl Io {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.read.capacity()
+    }
+
     pub(super) fn stream_mut(&mut self) -> &mut TcpStream {
         &mut self.stream
     }

@@ -526,6 +526,22 @@ async fn dropping_a_body_early_discards_its_connection() {
 }
 
 #[tokio::test]
+async fn a_large_body_streams_through_a_bounded_buffer() {
+    let upstream = Upstream::start().await;
+    let pool = Pool::new(upstream.addr, settings());
+
+    let (_, body) = fetch(&pool, get("/large")).await;
+    assert_eq!(body.len(), 1024 * 1024);
+    assert!(body.iter().all(|&b| b == b'x'));
+
+    // Read in chunks of at most 64 KiB and handed on as they come: the buffer an idle
+    // connection keeps is no bigger than one read.
+    let idle = pool.lock_idle();
+    assert_eq!(idle.conns.len(), 1);
+    assert!(idle.conns[0].io.capacity() <= 128 * 1024);
+}
+
+#[tokio::test]
 async fn close_idle_closes_idle_sockets() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
