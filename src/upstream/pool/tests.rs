@@ -608,3 +608,136 @@ async fn an_upgraded_connection_is_handed_over_and_never_pooled() {
     fetch(&pool, get("/")).await;
     assert_eq!(upstream.accepted(), 2);
 }
+
+#[tokio::test]
+async fn a_chunked_answer_split_anywhere_is_decoded_with_its_trailers() {
+    let (addr, accepted) = scripted_upstream(|mut stream| async move {
+        read_head(&mut stream).await.unwrap();
+        write_in_pieces(
+            &mut stream,
+            &[
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\n\r\n5\r\nhel",
+                b"lo\r\n1",
+                b"\r\n!\r\n0\r\nx-t: 1\r",
+                b"\n\r\n",
+            ],
+        )
+        .await;
+        read_head(&mut stream).await.unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        let _ = read_head(&mut stream).await;
+    })
+    .await;
+    let pool = Pool::new(addr, settings());
+
+    let response = pool.send(get("/"), None).await.unwrap();
+    assert!(!response.headers().contains_key("transfer-encoding"));
+    let collected = response.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["x-t"], "1");
+    assert_eq!(collected.to_bytes(), "hello!");
+    // The connection went back and carries the next request.
+    let (_, body) = fetch(&pool, get("/")).await;
+    assert_eq!(body, "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_close_delimited_answer_is_read_to_the_end_and_its_connection_not_reused() {
+    let (addr, accepted) = scripted_upstream(|mut stream| async move {
+        read_head(&mut stream).await.unwrap();
+        write_in_pieces(
+            &mut stream,
+            &[b"HTTP/1.1 200 OK\r\n\r\nuntil ", b"the close"],
+        )
+        .await;
+    })
+    .await;
+    let pool = Pool::new(addr, settings());
+
+    let (_, body) = fetch(&pool, get("/")).await;
+    assert_eq!(body, "until the close");
+    assert_eq!(pool.stats().idle, 0);
+    let (_, body) = fetch(&pool, get("/")).await;
+    assert_eq!(body, "until the close");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_http_1_0_answer_without_keep_alive_closes_its_connection() {
+    let (addr, accepted) = scripted_upstream(|mut stream| async move {
+        while read_head(&mut stream).await.is_some() {
+            let _ = stream
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        }
+    })
+    .await;
+    let pool = Pool::new(addr, settings());
+
+    fetch(&pool, get("/")).await;
+    fetch(&pool, get("/")).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(pool.stats().idle, 0);
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped() {
+    let (addr, _) = scripted_upstream(|mut stream| async move {
+        read_head(&mut stream).await.unwrap();
+        write_in_pieces(
+            &mut stream,
+            &[
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+                b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone",
+            ],
+        )
+        .await;
+        let _ = read_head(&mut stream).await;
+    })
+    .await;
+    let pool = Pool::new(addr, settings());
+
+    let (response, body) = fetch(&pool, get("/")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert!(!response.headers().contains_key("link"));
+    assert_eq!(body, "done");
+}
+
+#[tokio::test]
+async fn an_early_answer_to_an_upload_comes_through_and_its_connection_is_dropped() {
+    let (addr, accepted) = scripted_upstream(|mut stream| async move {
+        read_head(&mut stream).await.unwrap();
+        // Refuse without reading the body; keep the connection open.
+        stream
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+    })
+    .await;
+    let pool = Pool::new(addr, settings());
+    let (chunks, rx) = mpsc::channel(1);
+    chunks.send(Bytes::from_static(b"first")).await.unwrap();
+    // The body never ends: the answer must not wait for it.
+    let req = Request::post("/upload")
+        .body(ChannelBody(rx).boxed())
+        .unwrap();
+
+    let (response, body) = fetch(&pool, req).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body, "big");
+    assert_eq!(
+        pool.stats().idle,
+        0,
+        "a half-sent request leaves the connection unusable"
+    );
+    drop(chunks);
+    let (next, _) = fetch(&pool, get("/")).await;
+    assert_eq!(next.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}

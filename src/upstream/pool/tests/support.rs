@@ -269,3 +269,46 @@ impl Body for Generated {
         Poll::Ready(Some(Ok(Frame::data(self.chunk.clone()))))
     }
 }
+
+/// A raw TCP upstream that runs `serve` on every connection it accepts, for answers a real
+/// server would not give (split at odd places, close-delimited, early). Returns its address
+/// and a count of accepted connections.
+pub(super) async fn scripted_upstream<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(stream));
+        }
+    });
+    (addr, accepted)
+}
+
+/// Reads one request head; `None` at EOF.
+pub(super) async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => head.push(byte[0]),
+        }
+    }
+    Some(head)
+}
+
+/// Writes `parts` one at a time, flushed, with a pause between them so each arrives on its own.
+pub(super) async fn write_in_pieces(stream: &mut tokio::net::TcpStream, parts: &[&[u8]]) {
+    for part in parts {
+        stream.write_all(part).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
