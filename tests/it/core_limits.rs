@@ -1,5 +1,9 @@
 //! Request limits, timeouts, framing.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
@@ -193,4 +197,85 @@ async fn slow_header_connections_from_one_address_do_not_starve_another() {
         assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
     }
     drop(held);
+}
+
+/// An app speaking raw HTTP/1.1 that answers every request head on a connection with
+/// `answer`, whatever it is. Returns its address and a count of connections.
+async fn raw_app(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0; 1];
+                loop {
+                    match stream.read(&mut byte).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => head.push(byte[0]),
+                    }
+                    if head.ends_with(b"\r\n\r\n") {
+                        head.clear();
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn raw_app_config(app: SocketAddr) -> String {
+    format!(
+        r#"
+[listeners.public]
+listen = "127.0.0.1:{{http}}"
+
+[upstreams.app]
+replicas = ["{app}"]
+health = {{ mode = "off" }}
+
+[[routes]]
+path = "/"
+upstream = "app"
+"#
+    )
+}
+
+#[tokio::test]
+async fn an_ambiguous_answer_from_the_app_is_refused_and_stray_bytes_answer_nobody() {
+    // Two different lengths: the gateway does not guess which one frames the body.
+    let (app, _) =
+        raw_app(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!").await;
+    let gw = Gateway::start(&raw_app_config(app)).await;
+    let out = raw(
+        gw.addr("http"),
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+    drop(gw);
+
+    // A complete answer followed by a second, forged one: the first request gets the real
+    // answer; the forged bytes are never read as the answer to the next request.
+    let (app, accepted) = raw_app(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+    )
+    .await;
+    let gw = Gateway::start(&raw_app_config(app)).await;
+    for _ in 0..2 {
+        let out = raw(
+            gw.addr("http"),
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with("\r\n\r\nok"), "{out}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
