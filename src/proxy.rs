@@ -134,7 +134,11 @@ pub async fn forward(
             .clone()
             .unwrap_or_else(|| authority.header.clone()),
     );
-    parts.uri = origin_form(forwarded_path, parts.uri.query())?;
+    // The pool writes only the path and query; a target already in that shape (the common
+    // case: nothing to strip, nothing normalised away) is kept rather than parsed again.
+    if !(parts.uri.scheme().is_none() && parts.uri.path() == forwarded_path) {
+        parts.uri = origin_form(forwarded_path, parts.uri.query())?;
+    }
     parts.version = Version::HTTP_11;
 
     // Where a streaming body records why it stopped (none for a request without a body).
