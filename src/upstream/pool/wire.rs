@@ -110,7 +110,7 @@ pub(super) fn encode_head(
         match framing {
             RequestFraming::Length(len) => {
                 out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(itoa(len, &mut [0; 20]));
+                out.extend_from_slice(HeaderValue::from(len).as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
             RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -353,18 +353,6 @@ fn parse_length(bytes: &[u8]) -> Option<u64> {
     bytes.iter().try_fold(0u64, |acc, &b| {
         b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
     })
-}
-
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// What the body decoder found in the buffer.
