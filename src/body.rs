@@ -107,9 +107,50 @@ impl IdleTimer {
     }
 }
 
+/// A client's request body as its connection delivers it.
+pub enum Inbound {
+    /// Read from an HTTP/1.1 connection by the gateway's own server.
+    H1(crate::http1::RecvBody),
+    /// The DATA frames of an HTTP/2 stream, from hyper.
+    H2(Incoming),
+}
+
+impl Body for Inbound {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Self::H1(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|_| BodyError::Aborted),
+            Self::H2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|_| BodyError::Aborted),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::H1(body) => body.is_end_stream(),
+            Self::H2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::H1(body) => body.size_hint(),
+            Self::H2(body) => body.size_hint(),
+        }
+    }
+}
+
 /// The client's request body, limited and timed.
 pub struct ClientBody {
-    inner: Incoming,
+    inner: Inbound,
     max: u64,
     seen: u64,
     idle: Option<IdleTimer>,
@@ -118,7 +159,7 @@ pub struct ClientBody {
 
 impl ClientBody {
     /// Wraps `inner`; `fault` records why the stream stopped.
-    pub fn new(inner: Incoming, max: u64, idle: Option<Duration>, fault: Arc<BodyFault>) -> Self {
+    pub fn new(inner: Inbound, max: u64, idle: Option<Duration>, fault: Arc<BodyFault>) -> Self {
         Self {
             inner,
             max,

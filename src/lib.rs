@@ -6,7 +6,8 @@
 //!
 //! - [`listener`]: bind, accept within connection budgets, optional PROXY protocol
 //!   ([`proxy_protocol`]), TLS ([`tls`]: certificate store, SNI resolver, self-signed
-//!   fallback), and the hyper connection chosen from ALPN.
+//!   fallback), and the connection chosen from ALPN: HTTP/1.1 served by [`http1`] (the
+//!   gateway's own, strict, channel-free server half), HTTP/2 by hyper.
 //! - [`service`]: per request, load the [`snapshot`] once, resolve the client
 //!   ([`forwarded`]), normalise authority and path ([`normalize`]), redirect to HTTPS, route
 //!   ([`router`]), apply the route's rate limits ([`ratelimit`]), act.
@@ -32,7 +33,7 @@
 //! # Request flow
 //!
 //! ```text
-//! listener ─► [PROXY header] ─► [TLS, ALPN; acme-tls/1 answered here] ─► hyper h1/h2
+//! listener ─► [PROXY header] ─► [TLS, ALPN; acme-tls/1 answered here] ─► http1 / hyper h2
 //!   service: snapshot.load_full() ─► ACME HTTP-01? ─► client identity + request id
 //!          ─► normalise authority/path ─► https redirect? ─► router ─► allow/deny ─► rate limits
 //!          ─┬─► static files (cache / disk)
@@ -59,6 +60,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod forwarded;
+pub mod http1;
 pub mod listener;
 pub mod metrics;
 pub mod normalize;

@@ -1,7 +1,9 @@
 //! Data-plane listeners: bind, accept with connection budgets, optional PROXY protocol, TLS,
-//! and the hyper connection picked from ALPN. Graceful shutdown is explicit: the drain token
-//! asks every connection to finish (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY).
+//! and the connection picked from ALPN: [`crate::http1`] for HTTP/1.1, hyper for HTTP/2.
+//! Graceful shutdown is explicit: the drain token asks every connection to finish (HTTP/1.1
+//! `Connection: close`, HTTP/2 GOAWAY).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -9,6 +11,8 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -18,8 +22,10 @@ use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::body::Inbound;
 use crate::config::{self, Config};
 use crate::forwarded::{Peer, PeerText, canonical_ip};
+use crate::http1;
 use crate::metrics::{self, ConnGauges};
 use crate::proxy_protocol;
 use crate::service::{self, Conn, Shared};
@@ -171,7 +177,7 @@ async fn serve(
     };
 
     let Some(acceptor) = &this.tls else {
-        serve_h1(&plane, conn(false, "h1"), &settings, TokioIo::new(stream)).await;
+        serve_h1(&plane, conn(false, "h1"), &settings, stream).await;
         return;
     };
 
@@ -210,7 +216,7 @@ async fn serve(
         ))
         .await;
     } else {
-        serve_h1(&plane, conn(true, "h1"), &settings, TokioIo::new(tls)).await;
+        serve_h1(&plane, conn(true, "h1"), &settings, tls).await;
     }
 }
 
@@ -304,26 +310,25 @@ impl From<&Config> for ConnSettings {
     }
 }
 
-async fn serve_h1<I>(plane: &DataPlane, conn: Arc<Conn>, s: &ConnSettings, io: TokioIo<I>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn serve_h1(plane: &DataPlane, conn: Arc<Conn>, s: &ConnSettings, io: impl http1::Io) {
     let _registered = plane.open.register(&conn);
     let _open = conn.gauges.open(metrics::Protocol::H1);
     let close = conn.life.close.clone();
-    let shared = Arc::clone(&plane.shared);
-    let svc = service_fn(move |req| service::handle(Arc::clone(&shared), Arc::clone(&conn), req));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    // hyper measures the idle gap before a request and the request head with one timer, so
-    // on HTTP/1.1 `request_header` bounds both; `keepalive_idle` applies to HTTP/2.
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.h1_header_timeout)
-        .max_buf_size(s.max_request_header)
-        .max_header_size(s.max_request_header)
-        .max_headers(s.max_headers);
-    let conn = builder.serve_connection(io, svc).with_upgrades();
-    drive(conn, close, s.max_age, None).await;
+    let settings = http1::Settings {
+        limits: http1::Limits {
+            max_head: s.max_request_header,
+            max_headers: s.max_headers,
+        },
+        // One timer for the idle gap before a request and the request head, so on
+        // HTTP/1.1 `request_header` bounds both; `keepalive_idle` applies to HTTP/2.
+        header_timeout: s.h1_header_timeout,
+        max_age: s.max_age,
+    };
+    let shared = &plane.shared;
+    http1::serve(io, &settings, &close, |req| {
+        service::handle(Arc::clone(shared), Arc::clone(&conn), req.map(Inbound::H1))
+    })
+    .await;
 }
 
 async fn serve_h2<I>(plane: &DataPlane, conn: Arc<Conn>, s: &ConnSettings, io: TokioIo<I>)
@@ -335,7 +340,10 @@ where
     let close = conn.life.close.clone();
     let idle = Some((Arc::clone(&conn), s.keepalive_idle));
     let shared = Arc::clone(&plane.shared);
-    let svc = service_fn(move |req| service::handle(Arc::clone(&shared), Arc::clone(&conn), req));
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let handled = service::handle(Arc::clone(&shared), Arc::clone(&conn), req.map(Inbound::H2));
+        async move { Ok::<_, Infallible>(handled.await) }
+    });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -405,19 +413,6 @@ async fn finish<C: Graceful>(mut conn: std::pin::Pin<&mut C>) -> Result<(), hype
 /// does not cover HTTP/1.1 connections with upgrades, which the data plane needs.
 trait Graceful: Future<Output = Result<(), hyper::Error>> {
     fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
-}
-
-impl<I, S, B> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
-        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
-    }
 }
 
 impl<I, S, B, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>

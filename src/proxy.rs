@@ -8,13 +8,14 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST, UPGRADE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use tokio::time::Instant;
 
-use crate::body::{BodyError, BodyFault, ClientBody, RequestBody, ResponseBody, UpstreamBody};
+use crate::body::{
+    BodyError, BodyFault, ClientBody, Inbound, RequestBody, ResponseBody, UpstreamBody,
+};
 use crate::error::{RequestError, UpstreamFailure};
 use crate::forwarded::{self, ForwardCtx, Resolved};
+use crate::http1::OnUpgrade;
 use crate::metrics::Protocol;
 use crate::normalize::{self, Authority};
 use crate::service::{Conn, Shared, UpstreamFacts};
@@ -60,7 +61,7 @@ pub struct Forward<'a> {
 /// Sends the request to a replica; returns the response for the client.
 pub async fn forward(
     ctx: Forward<'_>,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
 ) -> Result<Response<ResponseBody>, RequestError> {
     let Forward {
         shared,
@@ -80,7 +81,7 @@ pub async fn forward(
     let observe = route.metrics.is_some();
     let (mut parts, body) = req.into_parts();
 
-    // Decide everything about the body before it is polled: hyper sends `100 Continue` only
+    // Decide everything about the body before it is polled: the connection sends `100 Continue` only
     // when the body is first read, so a refused request never gets one.
     if let Some(expect) = parts.headers.remove(EXPECT) {
         if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {

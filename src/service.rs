@@ -4,7 +4,6 @@
 //! response carries, and writes the access record. `pipeline` is the inner path, written
 //! with `?`.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,11 +12,10 @@ use arc_swap::ArcSwap;
 use http::header::{CONTENT_TYPE, HOST, LOCATION, SERVER, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
 
 use crate::access_log::{self, AccessLog};
-use crate::body::ResponseBody;
+use crate::body::{Inbound, ResponseBody};
 use crate::error::{RequestError, Side};
 use crate::forwarded::{self, Peer, PeerText, names::X_REQUEST_ID};
 use crate::metrics::{ConnGauges, Metrics};
@@ -42,7 +40,7 @@ pub struct Shared {
     /// Pending ACME challenges, when ACME is on: answered over HTTP-01 before anything else,
     /// and over TLS-ALPN-01 by the listener.
     pub acme: Option<Arc<crate::acme::Acme>>,
-    /// Upgraded tunnels, tracked so shutdown can find them (hyper stops tracking upgraded
+    /// Upgraded tunnels, tracked so shutdown can find them (the listener stops tracking upgraded
     /// connections).
     pub tunnels: TaskTracker,
     /// Endless responses (server-sent events) being streamed, so shutdown can count them.
@@ -119,8 +117,8 @@ struct Head {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<Conn>,
-    req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+    req: Request<Inbound>,
+) -> Response<ResponseBody> {
     let start = Instant::now();
     let _active = conn.life.begin();
     let snap = shared.snapshot.load_full();
@@ -171,7 +169,7 @@ pub async fn handle(
     if let Some(head) = head.as_ref().filter(|_| rec.log) {
         access(&shared, &snap, &conn, head, &rec, &resp, elapsed);
     }
-    Ok(resp)
+    resp
 }
 
 /// Writes the access line. Sizes are those known at the response head: `Content-Length` or
@@ -221,7 +219,7 @@ async fn pipeline(
     shared: &Shared,
     conn: &Conn,
     snap: &Snapshot,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     rec: &mut Record,
 ) -> Result<Response<ResponseBody>, RequestError> {
     // ACME HTTP-01 comes first: the CA's validator must reach it whatever the redirect,

@@ -1,8 +1,8 @@
 //! Upgraded connections (WebSocket over HTTP/1.1 `Upgrade`), tunnelled both ways.
 //!
-//! hyper stops tracking a connection once it is upgraded, so tunnels are spawned on the
-//! shared [`TaskTracker`](tokio_util::task::TaskTracker) and watch the shutdown token
-//! themselves: shutdown can count them, wait for them, and end them with a FIN both ways.
+//! A client connection stops being served (and counted by the listener) once it is upgraded,
+//! so tunnels are spawned on the shared [`TaskTracker`](tokio_util::task::TaskTracker) and
+//! watch the shutdown token themselves: shutdown can count them, wait for them, and end them with a FIN both ways.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
+use crate::http1::OnUpgrade;
 use crate::metrics::OpenGuard;
 use crate::service::Shared;
 use crate::upstream::pool::Upgraded;
@@ -46,7 +45,7 @@ pub fn spawn(
         };
         let activity = Arc::new(AtomicU64::new(0));
         let mut client = Counted {
-            io: TokioIo::new(client),
+            io: client,
             activity: Arc::clone(&activity),
         };
         let mut upstream = Counted {

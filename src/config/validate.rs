@@ -267,7 +267,7 @@ fn check_address_clashes(bound: &[Bound], ctx: &mut Ctx<'_, '_>) {
 }
 
 fn server(raw: &RawServer, ctx: &mut Ctx<'_, '_>) -> Server {
-    // hyper panics on a read buffer below 8 KiB, and that buffer is this limit.
+    // Below 8 KiB, ordinary heads (cookies, long referrers) would be refused with 431.
     let max_request_header = ctx.size(
         "server.max_request_header",
         &raw.max_request_header,

@@ -6,19 +6,13 @@
 //! httparse's (the parser hyper uses); header values are slices of one shared buffer, as in
 //! hyper, so a response head costs one allocation for its bytes and one for its map.
 
-use std::fmt::Write as _;
-
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, request, response};
 
 use super::error::ErrorKind;
-
-/// Most header fields in a response head or a trailer section (hyper's default too).
-const MAX_HEADERS: usize = 100;
-
-/// Longest chunk-size line, extensions included, before a response is refused.
-const MAX_CHUNK_LINE: usize = 4096;
+use crate::http1::framing::{Chunked, MAX_HEADERS, Malformed, parse_length};
+pub(super) use crate::http1::framing::{Decoded, chunk_line};
 
 /// Why a response could not be read. `kind` is the bounded label; `what` says more in logs.
 #[derive(Debug)]
@@ -120,13 +114,6 @@ pub(super) fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The chunk-size line for `len` bytes of data.
-pub(super) fn chunk_line(len: usize) -> Bytes {
-    let mut line = String::with_capacity(18);
-    let _ = write!(line, "{len:x}\r\n");
-    Bytes::from(line)
-}
-
 /// How a response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ResponseFraming {
@@ -175,6 +162,9 @@ pub(super) fn parse_head(
         return build_head(&head, &status, method).map(Some);
     }
 }
+
+/// Fields the gateway may add to a response head.
+const RESPONSE_HEADROOM: usize = 6;
 
 /// Header fields tried first; a head with more is parsed again with [`MAX_HEADERS`].
 const FEW_HEADERS: usize = 24;
@@ -254,7 +244,9 @@ fn build_head(head: &Bytes, status: &Status, method: &Method) -> Result<Response
         ..
     } = status;
     let (status, version) = (*status, *version);
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // Room for what the gateway adds to every response (request id, `Server`, HSTS, rate
+    // limit fields) without growing the map.
+    let mut headers = HeaderMap::with_capacity(fields.len() + RESPONSE_HEADROOM);
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut close = false;
@@ -345,29 +337,6 @@ fn build_head(head: &Bytes, status: &Status, method: &Method) -> Result<Response
     })
 }
 
-/// A decimal length with no sign, no spaces and no overflow.
-fn parse_length(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() > 19 {
-        return None;
-    }
-    bytes.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
-    })
-}
-
-/// What the body decoder found in the buffer.
-#[derive(Debug, PartialEq)]
-pub(super) enum Decoded {
-    /// Body bytes.
-    Data(Bytes),
-    /// The trailer section of a chunked body (the body then ends).
-    Trailers(HeaderMap),
-    /// The body ended.
-    End,
-    /// Nothing decodable yet: read more.
-    More,
-}
-
 /// Decodes a response body from the connection's read buffer.
 #[derive(Debug)]
 pub(super) enum Decoder {
@@ -427,7 +396,9 @@ impl Decoder {
                 Ok(Decoded::Data(buf.split().freeze()))
             }
             Self::Chunked(chunked) => {
-                let decoded = chunked.decode(buf, max_trailers)?;
+                let decoded = chunked
+                    .decode(buf, max_trailers)
+                    .map_err(|Malformed(what)| WireError::invalid(what))?;
                 if matches!(decoded, Decoded::End | Decoded::Trailers(_)) {
                     *self = Self::Done;
                 }
@@ -448,125 +419,6 @@ impl Decoder {
                 what: "the upstream closed the connection mid-body",
             }),
         }
-    }
-}
-
-/// The chunked transfer coding (RFC 9112 §7.1), decoded strictly: hex sizes, CRLF line ends,
-/// extensions skipped.
-#[derive(Debug, Default)]
-pub(super) struct Chunked {
-    state: ChunkState,
-    size: u64,
-    line: usize,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    /// Reading hex digits.
-    #[default]
-    Size,
-    /// After the digits: whitespace, or `;` and an extension, up to CR.
-    SizeRest,
-    /// Inside an extension, up to CR.
-    Extension,
-    /// Expecting the LF that ends the size line.
-    SizeLf,
-    /// Chunk data: `size` bytes left.
-    Data,
-    /// Expecting the CR after chunk data.
-    DataCr,
-    /// Expecting the LF after chunk data.
-    DataLf,
-    /// After the last chunk: the trailer section.
-    Trailers,
-}
-
-impl Chunked {
-    fn decode(&mut self, buf: &mut BytesMut, max_trailers: usize) -> Result<Decoded, WireError> {
-        let bad = || WireError::invalid("malformed chunked body in the response");
-        loop {
-            if self.state == ChunkState::Data {
-                if buf.is_empty() {
-                    return Ok(Decoded::More);
-                }
-                let take = self.size.min(buf.len() as u64) as usize;
-                self.size -= take as u64;
-                if self.size == 0 {
-                    self.state = ChunkState::DataCr;
-                }
-                return Ok(Decoded::Data(buf.split_to(take).freeze()));
-            }
-            if self.state == ChunkState::Trailers {
-                return self.trailers(buf, max_trailers);
-            }
-            let Some(&byte) = buf.first() else {
-                return Ok(Decoded::More);
-            };
-            buf.advance(1);
-            self.line += 1;
-            if self.line > MAX_CHUNK_LINE {
-                return Err(bad());
-            }
-            self.state = match (self.state, byte) {
-                (ChunkState::Size, b) if b.is_ascii_hexdigit() => {
-                    let digit = (b as char).to_digit(16).unwrap_or(0);
-                    self.size = self
-                        .size
-                        .checked_mul(16)
-                        .and_then(|s| s.checked_add(u64::from(digit)))
-                        .ok_or_else(bad)?;
-                    ChunkState::Size
-                }
-                (ChunkState::Size, _) if self.line == 1 => return Err(bad()),
-                (ChunkState::Size | ChunkState::SizeRest, b' ' | b'\t') => ChunkState::SizeRest,
-                (ChunkState::Size | ChunkState::SizeRest, b';') => ChunkState::Extension,
-                (ChunkState::Size | ChunkState::SizeRest | ChunkState::Extension, b'\r') => {
-                    ChunkState::SizeLf
-                }
-                (ChunkState::Extension, b) if b != b'\n' => ChunkState::Extension,
-                (ChunkState::SizeLf, b'\n') => {
-                    self.line = 0;
-                    if self.size == 0 {
-                        ChunkState::Trailers
-                    } else {
-                        ChunkState::Data
-                    }
-                }
-                (ChunkState::DataCr, b'\r') => ChunkState::DataLf,
-                (ChunkState::DataLf, b'\n') => {
-                    self.line = 0;
-                    ChunkState::Size
-                }
-                _ => return Err(bad()),
-            };
-        }
-    }
-
-    fn trailers(&mut self, buf: &mut BytesMut, max: usize) -> Result<Decoded, WireError> {
-        if buf.starts_with(b"\r\n") {
-            buf.advance(2);
-            return Ok(Decoded::End);
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let (len, fields) = match httparse::parse_headers(buf, &mut headers) {
-            Ok(httparse::Status::Complete(done)) => done,
-            Ok(httparse::Status::Partial) if buf.len() < max => return Ok(Decoded::More),
-            _ => {
-                return Err(WireError::invalid(
-                    "malformed trailer section in the response",
-                ));
-            }
-        };
-        let mut trailers = HeaderMap::with_capacity(fields.len());
-        for field in fields {
-            let name = HeaderName::from_bytes(field.name.as_bytes());
-            let value = HeaderValue::from_bytes(field.value);
-            if let (Ok(name), Ok(value)) = (name, value) {
-                trailers.append(name, value);
-            }
-        }
-        buf.advance(len);
-        Ok(Decoded::Trailers(trailers))
     }
 }
 

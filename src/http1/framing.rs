@@ -1,0 +1,178 @@
+//! HTTP/1.1 message framing shared by both sides of the gateway (RFC 9112): the client
+//! connections' server half and the pool's client half decode chunked bodies and lengths the
+//! same strict way.
+
+use std::fmt::Write as _;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Most header fields in a trailer section (hyper's default for a head, too).
+pub const MAX_HEADERS: usize = 100;
+
+/// Longest chunk-size line, extensions included, before a body is refused.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// A body that breaks its framing: the connection cannot be used any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+/// The chunk-size line for `len` bytes of data.
+pub fn chunk_line(len: usize) -> Bytes {
+    let mut line = String::with_capacity(18);
+    let _ = write!(line, "{len:x}\r\n");
+    Bytes::from(line)
+}
+
+/// A decimal length with no sign, no spaces and no overflow.
+pub fn parse_length(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 19 {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// What the body decoder found in the buffer.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The trailer section of a chunked body (the body then ends).
+    Trailers(HeaderMap),
+    /// The body ended.
+    End,
+    /// Nothing decodable yet: read more.
+    More,
+}
+
+/// The chunked transfer coding (RFC 9112 §7.1), decoded strictly: hex sizes, CRLF line ends,
+/// extensions skipped.
+#[derive(Debug, Default)]
+pub struct Chunked {
+    state: ChunkState,
+    size: u64,
+    line: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading hex digits.
+    #[default]
+    Size,
+    /// After the digits: whitespace, or `;` and an extension, up to CR.
+    SizeRest,
+    /// Inside an extension, up to CR.
+    Extension,
+    /// Expecting the LF that ends the size line.
+    SizeLf,
+    /// Chunk data: `size` bytes left.
+    Data,
+    /// Expecting the CR after chunk data.
+    DataCr,
+    /// Expecting the LF after chunk data.
+    DataLf,
+    /// After the last chunk: the trailer section.
+    Trailers,
+}
+
+impl Chunked {
+    /// Takes what it can from `buf`: data, the trailer section, the end, or `More`.
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        max_trailers: usize,
+    ) -> Result<Decoded, Malformed> {
+        let bad = || Malformed("malformed chunked body");
+        loop {
+            if self.state == ChunkState::Data {
+                if buf.is_empty() {
+                    return Ok(Decoded::More);
+                }
+                let take = self.size.min(buf.len() as u64) as usize;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = ChunkState::DataCr;
+                }
+                return Ok(Decoded::Data(buf.split_to(take).freeze()));
+            }
+            if self.state == ChunkState::Trailers {
+                return self.trailers(buf, max_trailers);
+            }
+            let Some(&byte) = buf.first() else {
+                return Ok(Decoded::More);
+            };
+            buf.advance(1);
+            self.line += 1;
+            if self.line > MAX_CHUNK_LINE {
+                return Err(bad());
+            }
+            self.state = match (self.state, byte) {
+                (ChunkState::Size, b) if b.is_ascii_hexdigit() => {
+                    let digit = (b as char).to_digit(16).unwrap_or(0);
+                    self.size = self
+                        .size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(u64::from(digit)))
+                        .ok_or_else(bad)?;
+                    ChunkState::Size
+                }
+                (ChunkState::Size, _) if self.line == 1 => return Err(bad()),
+                (ChunkState::Size | ChunkState::SizeRest, b' ' | b'\t') => ChunkState::SizeRest,
+                (ChunkState::Size | ChunkState::SizeRest, b';') => ChunkState::Extension,
+                (ChunkState::Size | ChunkState::SizeRest | ChunkState::Extension, b'\r') => {
+                    ChunkState::SizeLf
+                }
+                (ChunkState::Extension, b) if b != b'\n' => ChunkState::Extension,
+                (ChunkState::SizeLf, b'\n') => {
+                    self.line = 0;
+                    if self.size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data
+                    }
+                }
+                (ChunkState::DataCr, b'\r') => ChunkState::DataLf,
+                (ChunkState::DataLf, b'\n') => {
+                    self.line = 0;
+                    ChunkState::Size
+                }
+                _ => return Err(bad()),
+            };
+        }
+    }
+
+    fn trailers(&mut self, buf: &mut BytesMut, max: usize) -> Result<Decoded, Malformed> {
+        if buf.starts_with(b"\r\n") {
+            buf.advance(2);
+            return Ok(Decoded::End);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let (len, fields) = match httparse::parse_headers(buf, &mut headers) {
+            Ok(httparse::Status::Complete(done)) => done,
+            Ok(httparse::Status::Partial) if buf.len() < max => return Ok(Decoded::More),
+            _ => {
+                return Err(Malformed("malformed trailer section"));
+            }
+        };
+        let mut trailers = HeaderMap::with_capacity(fields.len());
+        for field in fields {
+            let name = HeaderName::from_bytes(field.name.as_bytes());
+            let value = HeaderValue::from_bytes(field.value);
+            if let (Ok(name), Ok(value)) = (name, value) {
+                trailers.append(name, value);
+            }
+        }
+        buf.advance(len);
+        Ok(Decoded::Trailers(trailers))
+    }
+}
