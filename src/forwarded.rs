@@ -403,13 +403,8 @@ pub fn request_id(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
             }
         }
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];
-    let mut bits = fastrand::u128(..);
-    for digit in id.iter_mut().rev() {
-        *digit = HEX[(bits & 0xf) as usize];
-        bits >>= 4;
-    }
+    crate::trace_context::hex(fastrand::u128(..), &mut id);
     // Hex digits are always a valid header value; the fallback is unreachable.
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }

@@ -85,12 +85,18 @@ fn nonzero<T: PartialEq + From<u8>>(mut draw: impl FnMut() -> T) -> T {
     }
 }
 
-/// Writes the low `out.len()` hex digits of `v`.
-fn hex(mut v: u128, out: &mut [u8]) {
+/// Writes the low `out.len()` hex digits of `v` in lower case, a byte (two digits) per step.
+pub(crate) fn hex(mut v: u128, out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for d in out.iter_mut().rev() {
-        *d = DIGITS[(v & 0xf) as usize];
-        v >>= 4;
+    let mut pairs = out.rchunks_exact_mut(2);
+    for pair in &mut pairs {
+        let byte = (v & 0xff) as usize;
+        pair[0] = DIGITS[byte >> 4];
+        pair[1] = DIGITS[byte & 0xf];
+        v >>= 8;
+    }
+    if let [digit] = pairs.into_remainder() {
+        *digit = DIGITS[(v & 0xf) as usize];
     }
 }
 
