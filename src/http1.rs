@@ -87,7 +87,7 @@ pub async fn serve<S, F, B>(
 {
     let wire: Shared = Arc::new(Mutex::new(Wire::new(io)));
     let limits = settings.limits;
-    let mut out = Vec::new();
+    let (mut out, mut pieces) = (Vec::new(), Vec::new());
     // One timer per connection, re-armed per request (pushing a deadline later is cheap).
     let mut header_timer = pin!(tokio::time::sleep(settings.header_timeout));
     let expires = settings
@@ -176,7 +176,8 @@ pub async fn serve<S, F, B>(
         drop(upgrade);
 
         let body = pin!(response.into_body());
-        if let Err(err) = send_body(&wire, &mut out, body, framing, facts.trailers).await {
+        let sent = send_body(&wire, &mut out, &mut pieces, body, framing, facts.trailers);
+        if let Err(err) = sent.await {
             tracing::debug!("response not completed: {err}");
             return;
         }
@@ -268,50 +269,92 @@ enum SendError {
     TooShort,
 }
 
-/// Bytes queued for the socket: the head or framing (`pre`), a body frame, and what follows
-/// it (`post`), written together with one vectored write when the socket takes them.
+/// Most pieces queued after the head: a body frame, the CRLF that ends its chunk, and the
+/// last chunk.
+const MAX_PIECES: usize = 3;
+
+/// What goes to the socket next: the head (or chunk framing, written into the same buffer),
+/// then at most one body frame with its framing, written together with vectored writes. Both
+/// buffers belong to the connection and keep their allocations from one response to the next.
+///
+/// One frame at a time on purpose: a frame is a slice of the pool's read buffer, and holding
+/// it while the pool reads the next one would keep the buffer from being reused (a fresh
+/// allocation per large response, and reads cut at its size).
 struct Output<'a> {
-    pre: &'a mut Vec<u8>,
-    pre_at: usize,
-    data: Bytes,
-    post: &'static [u8],
+    head: &'a mut Vec<u8>,
+    head_at: usize,
+    pieces: &'a mut Vec<Bytes>,
+    /// Pieces of `pieces` already written.
+    first: usize,
 }
 
 impl Output<'_> {
     fn is_empty(&self) -> bool {
-        self.pre_at == self.pre.len() && self.data.is_empty() && self.post.is_empty()
+        self.head_at == self.head.len() && self.first == self.pieces.len()
     }
 
+    /// Whether a body frame may be queued: none is waiting to be written.
+    fn has_room(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn push(&mut self, piece: Bytes) {
+        debug_assert!(self.pieces.len() < MAX_PIECES);
+        self.pieces.push(piece);
+    }
+
+    /// Appends framing bytes: into the head buffer while nothing follows it, else as a piece.
+    fn push_framing(&mut self, framing: &[u8]) {
+        if self.pieces.is_empty() {
+            self.head.extend_from_slice(framing);
+        } else {
+            self.push(Bytes::copy_from_slice(framing));
+        }
+    }
+
+    /// Writes everything queued.
     fn poll_write(&mut self, cx: &mut Context<'_>, wire: &Shared) -> Poll<io::Result<()>> {
         let mut w = lock(wire);
         while !self.is_empty() {
-            let slices = [
-                IoSlice::new(&self.pre[self.pre_at..]),
-                IoSlice::new(&self.data),
-                IoSlice::new(self.post),
-            ];
-            let mut n = ready!(Pin::new(&mut w.io).poll_write_vectored(cx, &slices))?;
+            let mut slices = [IoSlice::new(&[]); MAX_PIECES + 1];
+            slices[0] = IoSlice::new(&self.head[self.head_at..]);
+            let mut count = 1;
+            for piece in &self.pieces[self.first..] {
+                slices[count] = IoSlice::new(piece);
+                count += 1;
+            }
+            let mut n = ready!(Pin::new(&mut w.io).poll_write_vectored(cx, &slices[..count]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            let pre = n.min(self.pre.len() - self.pre_at);
-            self.pre_at += pre;
-            n -= pre;
-            let data = n.min(self.data.len());
-            self.data.advance(data);
-            self.post = &self.post[n - data..];
+            let from_head = n.min(self.head.len() - self.head_at);
+            self.head_at += from_head;
+            n -= from_head;
+            while n > 0 {
+                let piece = &mut self.pieces[self.first];
+                let taken = n.min(piece.len());
+                piece.advance(taken);
+                n -= taken;
+                if piece.is_empty() {
+                    self.first += 1;
+                }
+            }
         }
-        self.pre.clear();
-        self.pre_at = 0;
+        self.head.clear();
+        self.head_at = 0;
+        self.pieces.clear();
+        self.first = 0;
         Poll::Ready(Ok(()))
     }
 }
 
-/// Writes the head already in `out` and the body as `framing` says. A body frame that is ready
-/// when the head is goes out with it.
+/// Writes the head already in `head` and the body as `framing` says: the head with the first
+/// frame when it is ready, and the last chunk with the last frame when the body knows it has
+/// ended, each in one vectored write.
 async fn send_body<B>(
     wire: &Shared,
-    out: &mut Vec<u8>,
+    head: &mut Vec<u8>,
+    pieces: &mut Vec<Bytes>,
     mut body: Pin<&mut B>,
     framing: Out,
     trailers: bool,
@@ -327,68 +370,77 @@ where
     };
     let mut done = framing == Out::None;
     let mut output = Output {
-        pre: out,
-        pre_at: 0,
-        data: Bytes::new(),
-        post: b"",
+        head,
+        head_at: 0,
+        pieces,
+        first: 0,
     };
     poll_fn(|cx| {
         loop {
-            if !done && output.data.is_empty() && output.post.is_empty() {
-                match body.as_mut().poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(data) if data.is_empty() => continue,
-                        Ok(data) => {
-                            if let Some(left) = &mut left {
-                                *left = left
-                                    .checked_sub(data.len() as u64)
-                                    .ok_or(SendError::TooLong)?;
-                            }
-                            if chunked {
-                                push_hex(output.pre, data.len());
-                                output.post = b"\r\n";
-                            }
-                            output.data = data;
-                            continue;
-                        }
-                        Err(frame) => {
-                            if let (true, Ok(fields)) = (chunked, frame.into_trailers()) {
-                                output.pre.extend_from_slice(b"0\r\n");
-                                if trailers {
-                                    push_fields(output.pre, &fields);
-                                }
-                                output.pre.extend_from_slice(b"\r\n");
-                                done = true;
-                            }
-                            continue;
-                        }
-                    },
+            while !done && output.has_room() {
+                let frame = match body.as_mut().poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => frame,
+                    Poll::Ready(Some(Err(err))) => {
+                        return Poll::Ready(Err(SendError::Body(err.to_string())));
+                    }
                     Poll::Ready(None) => {
                         if left.is_some_and(|left| left > 0) {
                             return Poll::Ready(Err(SendError::TooShort));
                         }
                         if chunked {
-                            output.pre.extend_from_slice(b"0\r\n\r\n");
+                            output.push_framing(b"0\r\n\r\n");
                         }
                         done = true;
-                        continue;
+                        break;
                     }
-                    Poll::Ready(Some(Err(err))) => {
-                        return Poll::Ready(Err(SendError::Body(err.to_string())));
+                    Poll::Pending => break,
+                };
+                match frame.into_data() {
+                    Ok(data) if data.is_empty() => {}
+                    Ok(data) => {
+                        if let Some(left) = &mut left {
+                            *left = left
+                                .checked_sub(data.len() as u64)
+                                .ok_or(SendError::TooLong)?;
+                        }
+                        if chunked {
+                            let mut line = Vec::with_capacity(20);
+                            push_hex(&mut line, data.len());
+                            output.push_framing(&line);
+                            output.push(data);
+                            output.push(Bytes::from_static(b"\r\n"));
+                        } else {
+                            output.push(data);
+                        }
+                        // A body that knows it is over needs no further poll.
+                        if body.is_end_stream() && left.is_none_or(|left| left == 0) {
+                            if chunked {
+                                output.push(Bytes::from_static(b"0\r\n\r\n"));
+                            }
+                            done = true;
+                        }
                     }
-                    Poll::Pending if output.is_empty() => {
-                        ready!(Pin::new(&mut lock(wire).io).poll_flush(cx))?;
-                        return Poll::Pending;
+                    Err(frame) => {
+                        // Trailers end a chunked body; other framings have nowhere to put them.
+                        if let (true, Ok(fields)) = (chunked, frame.into_trailers()) {
+                            let mut last = b"0\r\n".to_vec();
+                            if trailers {
+                                push_fields(&mut last, &fields);
+                            }
+                            last.extend_from_slice(b"\r\n");
+                            output.push_framing(&last);
+                            done = true;
+                        }
                     }
-                    Poll::Pending => {}
                 }
             }
             if output.is_empty() {
-                if done {
-                    ready!(Pin::new(&mut lock(wire).io).poll_flush(cx))?;
-                    return Poll::Ready(Ok(()));
-                }
-                continue;
+                ready!(Pin::new(&mut lock(wire).io).poll_flush(cx))?;
+                return if done {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
             }
             ready!(output.poll_write(cx, wire))?;
         }
@@ -426,12 +478,13 @@ fn push_fields(out: &mut Vec<u8>, fields: &HeaderMap<HeaderValue>) {
 
 /// Writes `bytes` and flushes.
 async fn write_all(wire: &Shared, bytes: &[u8]) -> io::Result<()> {
-    let mut pre = bytes.to_vec();
+    let mut head = bytes.to_vec();
+    let mut pieces = Vec::new();
     let mut output = Output {
-        pre: &mut pre,
-        pre_at: 0,
-        data: Bytes::new(),
-        post: b"",
+        head: &mut head,
+        head_at: 0,
+        pieces: &mut pieces,
+        first: 0,
     };
     poll_fn(|cx| {
         ready!(output.poll_write(cx, wire))?;
