@@ -148,13 +148,15 @@ pub async fn serve<S, F, B>(
             && !close.is_cancelled()
             && expires.is_none_or(|at| Instant::now() < at);
         let mut unread = false;
+        // Answered before the body was asked for, the client gets no 100 (and may not send
+        // the body at all); a 100 the socket took only part of is finished first.
+        let continue_written;
         {
             let mut w = lock(&wire);
-            if w.continue_owed == Some(0) {
-                // Answered before the body was asked for: the client gets no 100, and may
-                // not send the body at all.
-                w.continue_owed = None;
-            }
+            continue_written = match w.continue_owed.take() {
+                Some(written) if written > 0 => written,
+                _ => wire::CONTINUE.len(),
+            };
             if !w.body_done() && !w.skip_buffered_body(limits.max_head) {
                 keep_alive = false;
                 unread = true;
@@ -162,6 +164,9 @@ pub async fn serve<S, F, B>(
         }
         let exact = response.body().size_hint().exact();
         let framing = head::encode(&mut out, &response, exact, &facts, &mut keep_alive);
+        if continue_written < wire::CONTINUE.len() {
+            out.splice(0..0, wire::CONTINUE[continue_written..].iter().copied());
+        }
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(upgrade) = upgrade.filter(|_| !unread) else {

@@ -64,7 +64,8 @@ pub(super) enum BodyState {
     Failed,
 }
 
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// The interim answer to `Expect: 100-continue`.
+pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl<I: Io> Wire<I> {
     pub(super) fn new(io: I) -> Self {
