@@ -153,21 +153,31 @@ impl Pebble {
     }
 
     /// Makes the mock DNS answer `host` with `ip`.
+    /// The management port accepts connections a moment before it answers them, so a failed
+    /// exchange is tried again (a bounded number of times).
     pub async fn set_a(&self, host: &str, ip: &str) {
         let body = serde_json::json!({ "host": host, "addresses": [ip] }).to_string();
-        let tcp = TcpStream::connect(self.cts_mgmt).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .unwrap();
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.post_mgmt("/add-a", body.clone()).await {
+                Ok(200) => return,
+                Ok(status) => last = format!("status {status}"),
+                Err(err) => last = err.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("challtestsrv did not take the A record for {host}: {last}");
+    }
+
+    async fn post_mgmt(&self, path: &str, body: String) -> Result<u16, Box<dyn std::error::Error>> {
+        let tcp = TcpStream::connect(self.cts_mgmt).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(conn);
-        let req = Request::post("/add-a")
+        let req = Request::post(path)
             .header("host", "challtestsrv")
-            .body(full(body))
-            .unwrap();
-        let got = collect(sender.send_request(req).await.unwrap())
-            .await
-            .unwrap();
-        assert_eq!(got.status, 200);
+            .body(full(body))?;
+        let got = collect(sender.send_request(req).await?).await?;
+        Ok(got.status)
     }
 
     async fn https(
