@@ -1,6 +1,6 @@
 //! One replica's pool of HTTP/1.1 connections.
 //!
-//! The pool speaks HTTP/1.1 itself ([`wire`], [`conn`]) from the request's task: no task per
+//! The pool speaks HTTP/1.1 itself (`wire.rs`, `conn.rs`) from the request's task: no task per
 //! connection, no channel between a request and its connection. hyper's client
 //! (`hyper::client::conn::http1`) drives each connection from a task of its own, which costs
 //! two task wake-ups and a channel hand-off per request and per body chunk, about a third of
