@@ -300,17 +300,19 @@ async fn continue_is_sent_only_when_the_body_is_read() {
 }
 
 #[tokio::test]
-async fn an_unread_body_closes_the_connection_after_the_response_is_read() {
+async fn an_answer_before_the_body_is_read_says_the_connection_closes() {
     let (addr, _close, _) = start(SETTINGS, hello).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    // A body the service never reads, larger than the socket buffers, still arriving.
+    // A body the service never reads, still arriving after the answer, which must say the
+    // connection closes. (What lingering protects against, a reset overtaking the answer on
+    // the wire, does not happen over loopback, so it is not observed here.)
     stream
         .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4000000\r\n\r\n")
         .await
         .unwrap();
     let writer = tokio::spawn(async move {
         let chunk = vec![b'x'; 64 * 1024];
-        for _ in 0..8 {
+        for _ in 0..3 {
             if stream.write_all(&chunk).await.is_err() {
                 break;
             }
