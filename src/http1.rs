@@ -206,12 +206,25 @@ fn poll_head(
 ) -> Poll<Next> {
     let mut w = lock(wire);
     loop {
-        if !w.read.is_empty() {
+        // A head that did not come whole is parsed again only once its end has arrived (or
+        // it reached the limit), so a client dribbling it a byte at a time costs one scan of
+        // each byte instead of a parse of the whole head per read.
+        let parse = match w.partial_head {
+            _ if w.read.is_empty() => false,
+            0 => true,
+            seen => w.read.len() >= limits.max_head || head::ends_after(&w.read, seen),
+        };
+        if parse {
             match head::parse(&mut w.read, limits) {
-                Ok(Some((request, facts))) => return Poll::Ready(Next::Request(request, facts)),
-                Ok(None) => {}
+                Ok(Some((request, facts))) => {
+                    w.partial_head = 0;
+                    return Poll::Ready(Next::Request(request, facts));
+                }
+                Ok(None) => w.partial_head = w.read.len(),
                 Err(refused) => return Poll::Ready(Next::Refused(refused)),
             }
+        } else if w.partial_head > 0 {
+            w.partial_head = w.read.len();
         }
         if w.eof {
             return Poll::Ready(Next::End);

@@ -266,6 +266,20 @@ fn build(head: &Bytes, line: &Line) -> Result<(Request<()>, Facts), Refused> {
     Ok((request, facts))
 }
 
+/// Whether the end of a head (an empty line, `\r\n\r\n` or a bare `\n\n`) is in `buf`
+/// beyond its first `seen` bytes, which were looked at before.
+pub fn ends_after(buf: &[u8], seen: usize) -> bool {
+    let from = seen.saturating_sub(3).min(buf.len());
+    let mut rest = &buf[from..];
+    while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+        rest = &rest[at + 1..];
+        if rest.starts_with(b"\n") || rest.starts_with(b"\r\n") {
+            return true;
+        }
+    }
+    false
+}
+
 /// How a response body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Out {

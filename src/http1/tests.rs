@@ -483,3 +483,27 @@ fn chunk_sizes_are_lower_hex() {
     push_hex(&mut out, 65536);
     assert_eq!(out, b"0\r\nff\r\n10000\r\n");
 }
+
+#[tokio::test]
+async fn a_head_that_arrives_a_byte_at_a_time_is_read() {
+    let (addr, _close, calls) = start(SETTINGS, hello).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    for &byte in b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" {
+        stream.write_all(&[byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let out = read_to_close(&mut stream).await;
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_end_of_a_head_is_found_wherever_the_reads_split_it() {
+    let whole = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for seen in 0..=whole.len() {
+        assert!(head::ends_after(whole, seen), "seen {seen}");
+    }
+    assert!(!head::ends_after(&whole[..whole.len() - 1], 0));
+    assert!(!head::ends_after(b"GET / HTTP/1.1\r\nHost: a\r\n", 0));
+    assert!(head::ends_after(b"GET / HTTP/1.1\nHost: a\n\n", 0));
+}

@@ -48,6 +48,8 @@ pub(super) struct Wire<I: ?Sized> {
     pub(super) continue_owed: Option<usize>,
     /// The client closed its side.
     pub(super) eof: bool,
+    /// Bytes of an incomplete request head already looked at (0: none is pending).
+    pub(super) partial_head: usize,
     pub(super) io: I,
 }
 
@@ -75,6 +77,7 @@ impl<I: Io> Wire<I> {
             body: BodyState::Done,
             continue_owed: None,
             eof: false,
+            partial_head: 0,
             io,
         }
     }
