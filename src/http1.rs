@@ -27,8 +27,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::header::HeaderValue;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -422,9 +421,7 @@ where
                                 .ok_or(SendError::TooLong)?;
                         }
                         if chunked {
-                            let mut line = Vec::with_capacity(20);
-                            push_hex(&mut line, data.len());
-                            output.push_framing(&line);
+                            output.push_framing(&framing::chunk_line(data.len()));
                             output.push(data);
                             output.push(Bytes::from_static(b"\r\n"));
                         } else {
@@ -443,7 +440,9 @@ where
                         if let (true, Ok(fields)) = (chunked, frame.into_trailers()) {
                             let mut last = b"0\r\n".to_vec();
                             if trailers {
-                                push_fields(&mut last, &fields);
+                                for (name, value) in &fields {
+                                    framing::push_field(&mut last, name, value);
+                                }
                             }
                             last.extend_from_slice(b"\r\n");
                             output.push_framing(&last);
@@ -464,34 +463,6 @@ where
         }
     })
     .await
-}
-
-/// Appends a chunk-size line.
-fn push_hex(out: &mut Vec<u8>, len: usize) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 16];
-    let mut at = buf.len();
-    let mut n = len;
-    loop {
-        at -= 1;
-        buf[at] = DIGITS[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[at..]);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends header fields (a trailer section).
-fn push_fields(out: &mut Vec<u8>, fields: &HeaderMap<HeaderValue>) {
-    for (name, value) in fields {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// Writes `bytes` and flushes.

@@ -2,8 +2,6 @@
 //! connections' server half and the pool's client half decode chunked bodies and lengths the
 //! same strict way.
 
-use std::fmt::Write as _;
-
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -27,9 +25,48 @@ impl std::error::Error for Malformed {}
 
 /// The chunk-size line for `len` bytes of data.
 pub fn chunk_line(len: usize) -> Bytes {
-    let mut line = String::with_capacity(18);
-    let _ = write!(line, "{len:x}\r\n");
+    let mut line = Vec::with_capacity(18);
+    push_chunk_line(&mut line, len);
     Bytes::from(line)
+}
+
+/// Appends the chunk-size line for `len` bytes of data (lower-case hex, no extensions).
+pub fn push_chunk_line(out: &mut Vec<u8>, len: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = DIGITS[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one header field line, `name: value` and CRLF.
+pub fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Serves a read from bytes received past a head (an upgraded connection's first bytes),
+/// if there are any; `false` means the socket is next.
+pub fn read_buffered(buffered: &mut impl Buf, into: &mut tokio::io::ReadBuf<'_>) -> bool {
+    if !buffered.has_remaining() {
+        return false;
+    }
+    let chunk = buffered.chunk();
+    let n = chunk.len().min(into.remaining());
+    into.put_slice(&chunk[..n]);
+    buffered.advance(n);
+    true
 }
 
 /// A decimal length with no sign, no spaces and no overflow.

@@ -11,7 +11,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
-use super::framing::parse_length;
+use super::framing::{parse_length, push_field};
 
 /// Header fields tried first; a head with more is parsed again with the configured maximum.
 const FEW_HEADERS: usize = 24;
@@ -328,10 +328,7 @@ pub fn encode<B>(
                 *keep_alive = false;
             }
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name, value);
     }
     if !has_date {
         out.extend_from_slice(b"date: ");

@@ -9,12 +9,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
-use super::framing::{Chunked, Decoded};
+use super::framing::{Chunked, Decoded, read_buffered};
 use super::head::Framing;
 
 /// Smallest read buffer.
@@ -294,10 +294,7 @@ impl AsyncRead for Upgraded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let mut wire = lock(&self.wire);
-        if !wire.read.is_empty() {
-            let n = wire.read.len().min(buf.remaining());
-            buf.put_slice(&wire.read[..n]);
-            wire.read.advance(n);
+        if read_buffered(&mut wire.read, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut wire.io).poll_read(cx, buf)

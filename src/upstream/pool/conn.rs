@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::{BoxError, ErrorKind};
 use super::wire::{self, Decoded, Decoder, RequestFraming, ResponseHead, WireError};
+use crate::http1::framing::read_buffered;
 
 /// First read buffer size; it doubles while reads fill it, up to [`MAX_READ`].
 const MIN_READ: usize = 8 * 1024;
@@ -530,9 +531,7 @@ impl AsyncRead for Upgraded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.buffered.is_empty() {
-            let n = this.buffered.len().min(buf.remaining());
-            buf.put_slice(&this.buffered.split_to(n));
+        if read_buffered(&mut this.buffered, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.stream).poll_read(cx, buf)

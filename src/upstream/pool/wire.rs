@@ -11,7 +11,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, request, response};
 
 use super::error::ErrorKind;
-use crate::http1::framing::{Chunked, MAX_HEADERS, Malformed, parse_length};
+use crate::http1::framing::{Chunked, MAX_HEADERS, Malformed, parse_length, push_field};
 pub(super) use crate::http1::framing::{Decoded, chunk_line};
 
 /// Why a response could not be read. `kind` is the bounded label; `what` says more in logs.
@@ -95,10 +95,7 @@ pub(super) fn encode_head(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name, value);
     }
     if add_framing {
         match framing {

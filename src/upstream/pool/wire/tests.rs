@@ -357,4 +357,6 @@ fn eof_ends_only_a_close_delimited_body() {
 fn chunk_lines_are_hex() {
     assert_eq!(&chunk_line(255)[..], b"ff\r\n");
     assert_eq!(&chunk_line(1)[..], b"1\r\n");
+    assert_eq!(&chunk_line(0)[..], b"0\r\n");
+    assert_eq!(&chunk_line(65536)[..], b"10000\r\n");
 }
