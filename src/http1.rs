@@ -56,8 +56,7 @@ pub struct Settings {
     /// The longest wait for a request head, the idle gap before it included
     /// (`timeouts.request_header`).
     pub header_timeout: Duration,
-    /// The connection finishes after this long (plus up to 10 % jitter, so a scale-out does
-    /// not make every client reconnect at once).
+    /// The connection finishes after this long (the caller adds any jitter).
     pub max_age: Option<Duration>,
 }
 
@@ -89,9 +88,7 @@ pub async fn serve<S, F, B>(
     let (mut out, mut pieces) = (Vec::new(), Vec::new());
     // One timer per connection, re-armed per request (pushing a deadline later is cheap).
     let mut header_timer = pin!(tokio::time::sleep(settings.header_timeout));
-    let expires = settings
-        .max_age
-        .map(|age| Instant::now() + age + age.mul_f64(fastrand::f64() * 0.1));
+    let expires = settings.max_age.map(|age| Instant::now() + age);
     let mut aged = expires.map(|at| Box::pin(tokio::time::sleep_until(at)));
     let mut closing = pin!(close.cancelled());
 

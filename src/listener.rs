@@ -322,7 +322,7 @@ async fn serve_h1(plane: &DataPlane, conn: Arc<Conn>, s: &ConnSettings, io: impl
         // One timer for the idle gap before a request and the request head, so on
         // HTTP/1.1 `request_header` bounds both; `keepalive_idle` applies to HTTP/2.
         header_timeout: s.h1_header_timeout,
-        max_age: s.max_age,
+        max_age: s.max_age.map(with_jitter),
     };
     let shared = &plane.shared;
     http1::serve(io, &settings, &close, |req| {
@@ -338,7 +338,7 @@ where
     let _registered = plane.open.register(&conn);
     let _open = conn.gauges.open(metrics::Protocol::H2);
     let close = conn.life.close.clone();
-    let idle = Some((Arc::clone(&conn), s.keepalive_idle));
+    let idle = (Arc::clone(&conn), s.keepalive_idle);
     let shared = Arc::clone(&plane.shared);
     let svc = service_fn(move |req: Request<Incoming>| {
         let handled = service::handle(Arc::clone(&shared), Arc::clone(&conn), req.map(Inbound::H2));
@@ -357,35 +357,29 @@ where
     drive(conn, close, s.max_age, idle).await;
 }
 
-/// Runs a connection until it ends. It is asked to finish (in-flight requests complete) on
-/// its close signal (drain, request limit, idle shedding), once it reaches its maximum
-/// age (plus up to 10% jitter so a scale-out does not make every client reconnect at once),
-/// and, for HTTP/2, after `keepalive_idle` without any request.
+/// Runs an HTTP/2 connection until it ends. It is asked to finish (in-flight streams
+/// complete, GOAWAY) on its close signal (drain, request limit, idle shedding), once it
+/// reaches its maximum age (with jitter), and after `keepalive_idle` without any request.
+/// (HTTP/1.1 connections watch the same signals in [`http1::serve`].)
 async fn drive<C: Graceful>(
     conn: C,
     close: CancellationToken,
     max_age: Option<Duration>,
-    idle: Option<(Arc<Conn>, Duration)>,
+    (watched, after): (Arc<Conn>, Duration),
 ) {
     let mut conn = pin!(conn);
     let age = async {
         match max_age {
-            Some(age) => {
-                let jitter = age.mul_f64(fastrand::f64() * 0.1);
-                tokio::time::sleep(age + jitter).await;
-            }
+            Some(age) => tokio::time::sleep(with_jitter(age)).await,
             None => std::future::pending().await,
         }
     };
     let idle = async {
-        let Some((conn, after)) = idle else {
-            return std::future::pending().await;
-        };
-        let mut seen = conn.life.served();
+        let mut seen = watched.life.served();
         loop {
             tokio::time::sleep(after).await;
-            let now = conn.life.served();
-            if now == seen && conn.life.is_idle() {
+            let now = watched.life.served();
+            if now == seen && watched.life.is_idle() {
                 return;
             }
             seen = now;
@@ -404,13 +398,19 @@ async fn drive<C: Graceful>(
     }
 }
 
+/// `max_connection_age` plus up to 10 % jitter, so a scale-out does not make every client
+/// reconnect at once.
+fn with_jitter(age: Duration) -> Duration {
+    age + age.mul_f64(fastrand::f64() * 0.1)
+}
+
 async fn finish<C: Graceful>(mut conn: std::pin::Pin<&mut C>) -> Result<(), hyper::Error> {
     conn.as_mut().graceful_shutdown();
     conn.await
 }
 
-/// A hyper server connection that can be asked to finish. hyper-util's `GracefulConnection`
-/// does not cover HTTP/1.1 connections with upgrades, which the data plane needs.
+/// A hyper server connection that can be asked to finish (hyper's HTTP/2 connection; a
+/// trait so that `drive` and `finish` need not repeat hyper's bounds on its type).
 trait Graceful: Future<Output = Result<(), hyper::Error>> {
     fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
 }

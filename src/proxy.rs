@@ -81,8 +81,8 @@ pub async fn forward(
     let observe = route.metrics.is_some();
     let (mut parts, body) = req.into_parts();
 
-    // Decide everything about the body before it is polled: the connection sends `100 Continue` only
-    // when the body is first read, so a refused request never gets one.
+    // Decide everything about the body before it is polled: the connection sends
+    // `100 Continue` only when the body is first read, so a refused request never gets one.
     if let Some(expect) = parts.headers.remove(EXPECT) {
         if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
             return Err(RequestError::ExpectationFailed);

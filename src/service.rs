@@ -40,8 +40,8 @@ pub struct Shared {
     /// Pending ACME challenges, when ACME is on: answered over HTTP-01 before anything else,
     /// and over TLS-ALPN-01 by the listener.
     pub acme: Option<Arc<crate::acme::Acme>>,
-    /// Upgraded tunnels, tracked so shutdown can find them (the listener stops tracking upgraded
-    /// connections).
+    /// Upgraded tunnels, tracked so shutdown can find them (the listener stops tracking
+    /// upgraded connections).
     pub tunnels: TaskTracker,
     /// Endless responses (server-sent events) being streamed, so shutdown can count them.
     pub streams: TaskTracker,

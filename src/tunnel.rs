@@ -2,7 +2,8 @@
 //!
 //! A client connection stops being served (and counted by the listener) once it is upgraded,
 //! so tunnels are spawned on the shared [`TaskTracker`](tokio_util::task::TaskTracker) and
-//! watch the shutdown token themselves: shutdown can count them, wait for them, and end them with a FIN both ways.
+//! watch the shutdown token themselves: shutdown can count them, wait for them, and end them
+//! with a FIN both ways.
 
 use std::pin::Pin;
 use std::sync::Arc;
