@@ -63,13 +63,25 @@ pub fn raise_nofile() {
     });
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the gateway binds it right after).
+/// A free TCP port on 127.0.0.1 (bound and released; the gateway binds it later). It is
+/// taken below the kernel's ephemeral range: a port from that range can become the local end
+/// of any test's outgoing connection between this check and the gateway's bind, which then
+/// fails with "address in use". Each port is handed out once per test process.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let mut given = GIVEN.lock().unwrap();
+    for _ in 0..1000 {
+        let port = fastrand::u16(10_000..ephemeral_low.max(10_001));
+        if !given.contains(&port) && StdListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_low}");
 }
 
 /// Test PKI: a CA and leaf certificates it signs.
