@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use edgeward::config::ClientIpHeader;
 use edgeward::forwarded::{
-    ForwardCtx, Peer, PeerText, request_id, resolve_client, rewrite_request,
+    Added, ForwardCtx, Peer, PeerText, request_id, resolve_client, rewrite_request,
 };
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
@@ -58,8 +58,10 @@ fn rewriting(c: &mut Criterion) {
                     let resolved =
                         resolve_client(&peer, &trusted, ClientIpHeader::XForwardedFor, h);
                     let id = request_id(h, resolved.peer_trusted);
+                    let mut added = Added::new();
                     rewrite_request(
                         h,
+                        &mut added,
                         &ForwardCtx {
                             peer: &peer,
                             peer_text: &peer_text,
@@ -70,9 +72,10 @@ fn rewriting(c: &mut Criterion) {
                             allow_underscore: false,
                             forwarded_header: false,
                             upgrade: false,
+                            replace_trace: true,
                         },
                     );
-                    black_box(h.len())
+                    black_box((h.len(), added.as_slice().len()))
                 },
                 BatchSize::SmallInput,
             )

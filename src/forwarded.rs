@@ -7,12 +7,14 @@
 //! gateway, never passed through from an untrusted peer.
 //!
 //! These functions run once per request: header names are constants, and addresses are
-//! formatted into stack buffers, so a request allocates only the header values it adds.
+//! formatted into stack buffers, so a request allocates only the header values it adds. The
+//! fields the gateway adds are not inserted into the request's map but collected in
+//! [`Added`], which the pool writes after the request's own fields.
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr};
 
-use http::header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, EXPECT, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
@@ -263,6 +265,42 @@ impl Walk<'_> {
     }
 }
 
+/// Fields the gateway adds to a request on its way upstream. They are written into the
+/// upstream head after the request's own fields instead of being inserted into its map: an
+/// insert hashes the name and probes the map, some 230 instructions each and eight of them
+/// per proxied request. Whoever pushes a name makes sure the request's map no longer has it,
+/// so no field goes out twice.
+#[derive(Debug, Default)]
+pub struct Added(Vec<(HeaderName, HeaderValue)>);
+
+impl Added {
+    /// Room for what a proxied request usually gets: the forwarding fields, the request id,
+    /// `traceparent` and `Host`.
+    pub fn new() -> Self {
+        Added(Vec::with_capacity(10))
+    }
+
+    /// Adds a field.
+    pub fn push(&mut self, name: HeaderName, value: HeaderValue) {
+        self.0.push((name, value));
+    }
+
+    /// The value added under `name`, if any.
+    pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Drops the field named `name`: a route's own edit of that name wins.
+    pub fn remove(&mut self, name: &HeaderName) {
+        self.0.retain(|(n, _)| n != name);
+    }
+
+    /// The fields, in the order they were added.
+    pub fn as_slice(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.0
+    }
+}
+
 /// Inputs to [`rewrite_request`] beyond the headers themselves.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardCtx<'a> {
@@ -284,15 +322,20 @@ pub struct ForwardCtx<'a> {
     pub forwarded_header: bool,
     /// The request is a protocol upgrade (WebSocket): keep `Upgrade` and `Connection: upgrade`.
     pub upgrade: bool,
+    /// The gateway sends its own `traceparent` (`TraceContext::kept` is false): the client's
+    /// `traceparent` and `tracestate` go in the same pass as the hop-by-hop headers.
+    pub replace_trace: bool,
 }
 
-/// Rewrite request headers in place for the upstream.
+/// Rewrite request headers in place for the upstream; the fields the gateway writes go into
+/// `added`.
 ///
 /// 1. Headers named in `Connection` go (RFC 9110 §7.6.1), except `Host`, `Content-Length`,
 ///    `Authorization`, `Cookie` and the gateway's own headers, which a client could otherwise
 ///    strip to change framing or dodge the gateway's values. Then the hop-by-hop headers:
 ///    `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` (kept with a
-///    fresh `Connection: upgrade` when `ctx.upgrade`) and every `Proxy-*`.
+///    fresh `Connection: upgrade` when `ctx.upgrade`), every `Proxy-*`, and `Expect` (the
+///    gateway answers `100-continue` itself).
 /// 2. Names holding `_` go unless `ctx.allow_underscore`, and always when, reading `_` as `-`,
 ///    they name a gateway header (`X_Forwarded_For`, `X_Real_IP`, `X_Request_Id`...) or a
 ///    framing or hop-by-hop one (`Content_Length`, `Transfer_Encoding`, `Keep_Alive`,
@@ -301,25 +344,34 @@ pub struct ForwardCtx<'a> {
 ///    `X-Request-Id` goes. From a trusted peer `X-Forwarded-Proto` is kept only if it is
 ///    exactly `http` or `https`, and `X-Forwarded-Host` / `-Port` only if single and sane;
 ///    other `X-Forwarded-*` are kept, and `Forwarded` always goes (the gateway's own replaces
-///    it when enabled).
+///    it when enabled). With `ctx.replace_trace`, `traceparent` and `tracestate` go.
 /// 4. The gateway writes `X-Forwarded-For` (`<client>, <hops>...`), `X-Real-IP`,
 ///    `X-Forwarded-Proto`, `-Host` and `-Port` (unless kept), `X-Forwarded-Prefix` when
 ///    `ctx.prefix` is set, `Forwarded` when `ctx.forwarded_header`, and `X-Request-Id`.
-pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
+pub fn rewrite_request(headers: &mut HeaderMap, added: &mut Added, ctx: &ForwardCtx<'_>) {
     let trusted = ctx.resolved.peer_trusted;
     remove_connection_listed(headers, |name| {
         is_protected_request_header(name) || (ctx.upgrade && name.eq_ignore_ascii_case("upgrade"))
     });
     // One pass over the names; the common request has nothing to remove.
     remove_where(headers, |name| {
-        if is_hop_by_hop(name, ctx.upgrade) || name == FORWARDED {
+        if is_hop_by_hop(name, ctx.upgrade) || name == FORWARDED || name == EXPECT {
             return true;
         }
         let name = name.as_str().as_bytes();
         name.starts_with(b"proxy-")
             || (name.contains(&b'_') && (!ctx.allow_underscore || is_aliased_underscore(name)))
             || (!trusted && is_gateway_header(name))
+            || (ctx.replace_trace && (name == b"traceparent" || name == b"tracestate"))
     });
+    // What an untrusted peer sent under these names is gone already; a trusted peer's value
+    // goes only where the gateway writes its own.
+    let mut set = |headers: &mut HeaderMap, name: HeaderName, value: HeaderValue| {
+        if trusted {
+            headers.remove(&name);
+        }
+        added.push(name, value);
+    };
 
     if !(trusted
         && single_value_is(headers, &X_FORWARDED_PROTO, |v| {
@@ -327,13 +379,13 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
         }))
     {
         let proto = if ctx.peer.tls { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        set(headers, X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !(trusted && single_value_is(headers, &X_FORWARDED_HOST, |v| split_authority(v).is_some())) {
-        headers.insert(X_FORWARDED_HOST, ctx.authority.clone());
+        set(headers, X_FORWARDED_HOST, ctx.authority.clone());
     }
     if !(trusted && single_value_is(headers, &X_FORWARDED_PORT, |v| parse_port(v).is_some())) {
-        headers.insert(X_FORWARDED_PORT, ctx.peer_text.port_text.clone());
+        set(headers, X_FORWARDED_PORT, ctx.peer_text.port_text.clone());
     }
 
     let client = ctx.resolved.client.ip;
@@ -347,31 +399,48 @@ pub fn rewrite_request(headers: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     if hops.is_empty() {
         // The chain is the client alone.
         if let Some(text) = &client_text {
-            headers.insert(X_FORWARDED_FOR, text.clone());
+            set(headers, X_FORWARDED_FOR, text.clone());
         }
     } else {
         let mut xff = StackWriter::<{ (MAX_HOPS + 1) * (MAX_IP_TEXT + 2) }>::new();
-        if write_chain(&mut xff, client, hops).is_ok() {
-            insert_written(headers, X_FORWARDED_FOR, &xff);
+        if let Some(value) = write_chain(&mut xff, client, hops)
+            .ok()
+            .and_then(|()| xff.value())
+        {
+            set(headers, X_FORWARDED_FOR, value);
         }
     }
     if let Some(text) = client_text {
-        headers.insert(X_REAL_IP, text);
+        set(headers, X_REAL_IP, text);
     }
     if let Some(prefix) = ctx.prefix {
         if let Ok(value) = HeaderValue::from_str(prefix) {
-            headers.insert(X_FORWARDED_PREFIX, value);
+            set(headers, X_FORWARDED_PREFIX, value);
         }
     }
+    set(headers, X_REQUEST_ID, ctx.request_id.clone());
     if ctx.forwarded_header {
+        // Proto and host as settled above, kept or written, so both header families agree.
+        let settled = |name: &HeaderName| {
+            added
+                .get(name)
+                .or_else(|| headers.get(name))
+                .map(HeaderValue::as_bytes)
+        };
         let mut forwarded = StackWriter::<FORWARDED_CAPACITY>::new();
-        if write_forwarded(&mut forwarded, headers, client, hops).is_ok() {
-            insert_written(headers, FORWARDED, &forwarded);
+        let written = write_forwarded(
+            &mut forwarded,
+            settled(&X_FORWARDED_PROTO),
+            settled(&X_FORWARDED_HOST),
+            client,
+            hops,
+        );
+        if let Some(value) = written.ok().and_then(|()| forwarded.value()) {
+            added.push(FORWARDED, value);
         }
     }
-    headers.insert(X_REQUEST_ID, ctx.request_id.clone());
     if ctx.upgrade && headers.contains_key(UPGRADE) {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        added.push(CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
@@ -531,19 +600,18 @@ fn write_chain(out: &mut impl fmt::Write, client: IpAddr, hops: &[IpAddr]) -> fm
 
 /// `for=<client>;proto=<proto>;host="<host>", for=<hop>, ...`. Proto and host go on the first
 /// element, describing the request as the client made it, which is where readers of
-/// `Forwarded` look for them; they are the `X-Forwarded-Proto` / `-Host` values already
-/// settled in `headers`, so both header families agree.
+/// `Forwarded` look for them.
 fn write_forwarded(
     out: &mut impl fmt::Write,
-    headers: &HeaderMap,
+    proto: Option<&[u8]>,
+    host: Option<&[u8]>,
     client: IpAddr,
     hops: &[IpAddr],
 ) -> fmt::Result {
     write_forwarded_node(out, client)?;
-    if let Some(proto) = headers.get(X_FORWARDED_PROTO).and_then(|v| v.to_str().ok()) {
+    if let Some(proto) = proto.and_then(|v| std::str::from_utf8(v).ok()) {
         write!(out, ";proto={proto}")?;
     }
-    let host = headers.get(X_FORWARDED_HOST).map(HeaderValue::as_bytes);
     // Only a value that needs no escaping inside a quoted string is sent.
     if let Some(host) = host.filter(|h| {
         h.iter()
@@ -566,21 +634,11 @@ fn write_forwarded_node(out: &mut impl fmt::Write, ip: IpAddr) -> fmt::Result {
     }
 }
 
-fn insert_written<const N: usize>(
-    headers: &mut HeaderMap,
-    name: HeaderName,
-    text: &StackWriter<N>,
-) {
-    if let Ok(value) = HeaderValue::from_bytes(text.as_bytes()) {
-        headers.insert(name, value);
-    }
-}
-
 /// `value` as it displays, as a header value; `None` when it does not fit `N` bytes.
 fn display_value<const N: usize>(value: impl fmt::Display) -> Option<HeaderValue> {
     let mut text = StackWriter::<N>::new();
     write!(text, "{value}").ok()?;
-    HeaderValue::from_bytes(text.as_bytes()).ok()
+    text.value()
 }
 
 /// A fixed-size text buffer on the stack; writing past its end is an error, not a panic.
@@ -599,6 +657,11 @@ impl<const N: usize> StackWriter<N> {
 
     fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// What was written, as a header value; `None` if it is not a valid one.
+    fn value(&self) -> Option<HeaderValue> {
+        HeaderValue::from_bytes(self.as_bytes()).ok()
     }
 }
 

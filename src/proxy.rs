@@ -14,7 +14,8 @@ use crate::body::{
     BodyError, BodyFault, ClientBody, Inbound, RequestBody, ResponseBody, UpstreamBody,
 };
 use crate::error::{RequestError, UpstreamFailure};
-use crate::forwarded::{self, ForwardCtx, Resolved};
+use crate::forwarded::names::TRACEPARENT;
+use crate::forwarded::{self, Added, ForwardCtx, Resolved};
 use crate::http1::OnUpgrade;
 use crate::metrics::Protocol;
 use crate::normalize::{self, Authority};
@@ -83,7 +84,8 @@ pub async fn forward(
 
     // Decide everything about the body before it is polled: the connection sends
     // `100 Continue` only when the body is first read, so a refused request never gets one.
-    if let Some(expect) = parts.headers.remove(EXPECT) {
+    // `Expect` itself goes with the hop-by-hop fields in `rewrite_request`.
+    if let Some(expect) = parts.headers.get(EXPECT) {
         if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
             return Err(RequestError::ExpectationFailed);
         }
@@ -107,8 +109,10 @@ pub async fn forward(
     } else {
         path
     };
+    let mut added = Added::new();
     forwarded::rewrite_request(
         &mut parts.headers,
+        &mut added,
         &ForwardCtx {
             peer: &conn.peer,
             peer_text: &conn.peer_text,
@@ -119,22 +123,31 @@ pub async fn forward(
             allow_underscore: server.allow_underscore_headers,
             forwarded_header: server.forwarded_header,
             upgrade,
+            replace_trace: !trace.kept,
         },
     );
-    trace.apply(&mut parts.headers);
+    if let Some(traceparent) = trace.traceparent() {
+        added.push(TRACEPARENT, traceparent);
+    }
+    // A route may not edit the gateway's own fields (the config refuses it), but it may edit
+    // the trace context, and its edit wins.
     for name in &route.request_headers.remove {
         parts.headers.remove(name);
+        added.remove(name);
     }
     for (name, value) in &route.request_headers.set {
+        added.remove(name);
         parts.headers.insert(name.clone(), value.clone());
     }
-    parts.headers.insert(
-        HOST,
-        route
-            .upstream_host
-            .clone()
-            .unwrap_or_else(|| authority.header.clone()),
-    );
+    // The client's `Host` (there is at most one) is replaced where it stands.
+    let host = route
+        .upstream_host
+        .clone()
+        .unwrap_or_else(|| authority.header.clone());
+    match parts.headers.get_mut(HOST) {
+        Some(value) => *value = host,
+        None => added.push(HOST, host),
+    }
     // The pool writes only the path and query; a target already in that shape (the common
     // case: nothing to strip, nothing normalised away) is kept rather than parsed again.
     if !(parts.uri.scheme().is_none() && parts.uri.path() == forwarded_path) {
@@ -172,7 +185,7 @@ pub async fn forward(
         }
     };
 
-    let key = upstream.hash_key(&parts.headers, resolved.client.ip);
+    let key = upstream.hash_key(&parts.headers, &added, resolved.client.ip);
     upstream.budget.deposit();
     // What a lost request's body is rebuilt from (its head comes back from the pool); kept
     // only when it could be replayed elsewhere.
@@ -201,7 +214,7 @@ pub async fn forward(
         let started = Instant::now();
         let result = replica
             .pool
-            .send(request, route.timeouts.upstream_header)
+            .send(request, added.as_slice(), route.timeouts.upstream_header)
             .await;
         let err = match result {
             Ok(resp) => {

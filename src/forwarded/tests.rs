@@ -81,6 +81,7 @@ struct Opts {
     forwarded_header: bool,
     upgrade: bool,
     prefix: Option<&'static str>,
+    replace_trace: bool,
 }
 
 const DEFAULT: Opts = Opts {
@@ -88,9 +89,11 @@ const DEFAULT: Opts = Opts {
     forwarded_header: false,
     upgrade: false,
     prefix: None,
+    replace_trace: false,
 };
 
-/// Resolve with `X-Forwarded-For` and 10.0.0.0/8 trusted, then rewrite.
+/// Resolve with `X-Forwarded-For` and 10.0.0.0/8 trusted, then rewrite; returns the fields
+/// the upstream gets, the request's own followed by the added ones.
 fn rewrite(peer: &Peer, mut headers: HeaderMap, opts: &Opts) -> (Resolved, HeaderMap) {
     let resolved = resolve_client(peer, &internal(), ClientIpHeader::XForwardedFor, &headers);
     let ctx = ForwardCtx {
@@ -103,8 +106,17 @@ fn rewrite(peer: &Peer, mut headers: HeaderMap, opts: &Opts) -> (Resolved, Heade
         allow_underscore: opts.allow_underscore,
         forwarded_header: opts.forwarded_header,
         upgrade: opts.upgrade,
+        replace_trace: opts.replace_trace,
     };
-    rewrite_request(&mut headers, &ctx);
+    let mut added = Added::new();
+    rewrite_request(&mut headers, &mut added, &ctx);
+    for (name, value) in added.as_slice() {
+        assert!(
+            !headers.contains_key(name),
+            "{name} would go upstream twice: kept and added"
+        );
+        headers.append(name.clone(), value.clone());
+    }
     (resolved, headers)
 }
 
@@ -383,11 +395,13 @@ fn hop_by_hop_headers_are_removed() {
         ("proxy-authorization", "Basic x"),
         ("proxy-connection", "keep-alive"),
         ("proxy-anything", "x"),
+        ("expect", "100-continue"),
         ("accept", "text/html"),
         ("accept", "application/json"),
     ]);
     let (_, out) = rewrite(&peer("198.51.100.7", true), headers, &DEFAULT);
     for name in [
+        http::header::EXPECT,
         TE,
         TRAILER,
         TRANSFER_ENCODING,
@@ -404,6 +418,52 @@ fn hop_by_hop_headers_are_removed() {
         values(&out, &http::header::ACCEPT),
         ["text/html", "application/json"]
     );
+}
+
+#[test]
+fn trace_headers_go_only_when_the_gateway_replaces_them() {
+    let headers = || {
+        map(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=abc"),
+        ])
+    };
+    let replace = Opts {
+        replace_trace: true,
+        ..DEFAULT
+    };
+    let (_, out) = rewrite(&peer("10.0.0.1", true), headers(), &replace);
+    assert!(!out.contains_key(TRACEPARENT));
+    assert!(!out.contains_key("tracestate"));
+    let (_, out) = rewrite(&peer("10.0.0.1", true), headers(), &DEFAULT);
+    assert_eq!(values(&out, &TRACEPARENT).len(), 1);
+    assert_eq!(
+        values(&out, &HeaderName::from_static("tracestate")),
+        ["vendor=abc"]
+    );
+}
+
+#[test]
+fn trusted_peers_own_values_are_replaced_not_doubled() {
+    let headers = map(&[
+        ("x-forwarded-proto", "gopher"),
+        ("x-real-ip", "10.9.9.9"),
+        ("x-request-id", "theirs"),
+        ("x-forwarded-prefix", "/theirs"),
+    ]);
+    let opts = Opts {
+        prefix: Some("/api"),
+        ..DEFAULT
+    };
+    // `rewrite` itself fails on a field both kept and added.
+    let (_, out) = rewrite(&peer("10.0.0.1", true), headers, &opts);
+    assert_eq!(values(&out, &X_FORWARDED_PROTO), ["https"]);
+    assert_eq!(values(&out, &X_REAL_IP), ["10.0.0.1"]);
+    assert_eq!(values(&out, &X_REQUEST_ID), ["req-1"]);
+    assert_eq!(values(&out, &X_FORWARDED_PREFIX), ["/api"]);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use arc_swap::{ArcSwap, Guard};
 use http::HeaderMap;
 
 use crate::config::{HashOn, Policy};
+use crate::forwarded::Added;
 use crate::upstream::balancer::{self, Balance, Pick, View, hash_bytes};
 use crate::upstream::registry::UpstreamState;
 use crate::upstream::replica::Replica;
@@ -116,13 +117,17 @@ impl Upstream {
         self.members.store(Arc::new(members));
     }
 
-    /// The request's hash key, when the policy hashes: the header or cookie, else the client
-    /// address (so requests without the key still spread, and stick per client).
-    pub fn hash_key(&self, headers: &HeaderMap, client: IpAddr) -> u64 {
+    /// The request's hash key, when the policy hashes: the header (as sent upstream, so one
+    /// the gateway adds counts) or cookie, else the client address (so requests without the
+    /// key still spread, and stick per client).
+    pub fn hash_key(&self, headers: &HeaderMap, added: &Added, client: IpAddr) -> u64 {
         let from_request = match &self.hash_on {
             None => return 0,
             Some(HashOn::ClientIp) => None,
-            Some(HashOn::Header(name)) => headers.get(name).map(|v| hash_bytes(v.as_bytes())),
+            Some(HashOn::Header(name)) => added
+                .get(name)
+                .or_else(|| headers.get(name))
+                .map(|v| hash_bytes(v.as_bytes())),
             Some(HashOn::Cookie(name)) => cookie(headers, name).map(hash_bytes),
         };
         from_request.unwrap_or_else(|| match client {

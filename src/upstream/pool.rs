@@ -39,7 +39,7 @@ use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -205,6 +205,7 @@ where
     pub async fn send(
         &self,
         mut request: Request<B>,
+        added: &[(HeaderName, HeaderValue)],
         header_timeout: Option<Duration>,
     ) -> Result<Response<PooledBody>, SendError<B>> {
         let is_connect = request.method() == Method::CONNECT;
@@ -218,7 +219,8 @@ where
                 max_head: self.max_head,
                 header_timeout,
             };
-            let exchanged = conn::exchange(&mut conn.io, &mut conn.upload, request, limits).await;
+            let exchanged =
+                conn::exchange(&mut conn.io, &mut conn.upload, request, added, limits).await;
             match exchanged {
                 Ok(head) => return Ok(self.lease(conn, head, is_connect)),
                 // The app closed a kept-alive connection just as we picked it and nothing was

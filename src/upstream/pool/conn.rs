@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{Method, Request, request};
+use http::{HeaderName, HeaderValue, Method, Request, request};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -197,6 +197,7 @@ pub(super) async fn exchange<B>(
     io: &mut Io,
     upload: &mut Option<Upload<B>>,
     request: Request<B>,
+    added: &[(HeaderName, HeaderValue)],
     limits: Limits,
 ) -> Result<ResponseHead, Failed<B>>
 where
@@ -219,7 +220,7 @@ where
             ));
         }
     };
-    wire::encode_head(&mut io.head, &parts, framing, add);
+    wire::encode_head(&mut io.head, &parts, added, framing, add);
 
     // The first write decides whether the request can come back: if the socket refuses it
     // outright (the upstream reset an idle connection), nothing was sent.

@@ -75,18 +75,24 @@ pub(super) fn request_framing(
 }
 
 /// Writes the request head into `out` (cleared first): origin-form target, HTTP/1.1, the
-/// headers as they are (names are lower case in a `HeaderMap`), and the framing header when
-/// `add_framing` says it is missing.
+/// headers as they are (names are lower case in a `HeaderMap`), then the `added` fields (the
+/// gateway's, none of them in the map), and the framing header when `add_framing` says it is
+/// missing.
 pub(super) fn encode_head(
     out: &mut Vec<u8>,
     parts: &request::Parts,
+    added: &[(HeaderName, HeaderValue)],
     framing: RequestFraming,
     add_framing: bool,
 ) {
     out.clear();
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut size = parts.method.as_str().len() + target.len() + 16;
-    for (name, value) in &parts.headers {
+    for (name, value) in parts
+        .headers
+        .iter()
+        .chain(added.iter().map(|(n, v)| (n, v)))
+    {
         size += name.as_str().len() + value.len() + 4;
     }
     out.reserve(size + 32);
@@ -94,7 +100,11 @@ pub(super) fn encode_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
+    for (name, value) in parts
+        .headers
+        .iter()
+        .chain(added.iter().map(|(n, v)| (n, v)))
+    {
         push_field(out, name, value);
     }
     if add_framing {

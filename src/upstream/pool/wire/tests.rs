@@ -42,13 +42,17 @@ fn request_head_is_origin_form_with_headers_in_order() {
         .into_parts();
     parts.uri = "/upload?x=1".parse().unwrap();
     let mut out = Vec::new();
-    encode_head(&mut out, &parts, RequestFraming::Chunked, true);
+    encode_head(&mut out, &parts, &[], RequestFraming::Chunked, true);
     assert_eq!(
         out,
         b"POST /upload?x=1 HTTP/1.1\r\nhost: app.example\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
     );
-    encode_head(&mut out, &parts, RequestFraming::Length(1234), true);
-    assert!(out.ends_with(b"x-a: 2\r\ncontent-length: 1234\r\n\r\n"));
+    let added = [(
+        HeaderName::from_static("x-request-id"),
+        HeaderValue::from_static("abc"),
+    )];
+    encode_head(&mut out, &parts, &added, RequestFraming::Length(1234), true);
+    assert!(out.ends_with(b"x-a: 2\r\nx-request-id: abc\r\ncontent-length: 1234\r\n\r\n"));
 }
 
 #[test]
