@@ -42,13 +42,27 @@ pub enum TargetError {
 /// The request's one effective authority.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authority {
-    /// Lower-cased host without port or trailing dot; IPv6 keeps its brackets (`[::1]`).
-    pub host: Box<str>,
     /// The explicit port, if the authority carried one.
     pub port: Option<u16>,
     /// Exactly what should be sent upstream as `Host` / `X-Forwarded-Host`: the authority as
     /// received (e.g. `App.Example.com:8443`).
     pub header: HeaderValue,
+    /// The host's length at the front of `header`, trailing dot left out.
+    host_len: usize,
+    /// The host lower-cased, only when `header` spells it with capitals: the common request
+    /// reads its host from `header` without a copy.
+    lowered: Option<Box<str>>,
+}
+
+impl Authority {
+    /// Lower-cased host without port or trailing dot; IPv6 keeps its brackets (`[::1]`).
+    pub fn host(&self) -> &str {
+        match &self.lowered {
+            Some(lowered) => lowered,
+            // `split_authority` accepted only ASCII, so this never falls back.
+            None => std::str::from_utf8(&self.header.as_bytes()[..self.host_len]).unwrap_or(""),
+        }
+    }
 }
 
 /// The request's one effective authority: the URI's authority (HTTP/2 `:authority`, or an
@@ -95,12 +109,18 @@ fn header_from(raw: &[u8]) -> Result<HeaderValue, TargetError> {
 fn build_authority(header: HeaderValue) -> Result<Authority, TargetError> {
     let (host, port) = split_authority(header.as_bytes()).ok_or(TargetError::MalformedHost)?;
     let host = host.strip_suffix(b".").unwrap_or(host);
-    // `split_authority` only accepts ASCII, so this cannot fail; map it anyway rather than
-    // unwrap.
-    let host = std::str::from_utf8(host).map_err(|_| TargetError::MalformedHost)?;
+    let lowered = if host.iter().any(u8::is_ascii_uppercase) {
+        // `split_authority` only accepts ASCII, so this cannot fail; map it anyway rather
+        // than unwrap.
+        let host = std::str::from_utf8(host).map_err(|_| TargetError::MalformedHost)?;
+        Some(host.to_ascii_lowercase().into_boxed_str())
+    } else {
+        None
+    };
     Ok(Authority {
-        host: host.to_ascii_lowercase().into_boxed_str(),
         port,
+        host_len: host.len(),
+        lowered,
         header,
     })
 }
@@ -148,15 +168,27 @@ pub(crate) fn parse_port(digits: &[u8]) -> Option<u16> {
 /// letters, digits, `-` or `_` (underscores appear in container service names).
 fn is_reg_name(host: &[u8]) -> bool {
     let host = host.strip_suffix(b".").unwrap_or(host);
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split(|&b| b == b'.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    // One pass, counting the current label's length.
+    let mut label = 0;
+    for &b in host {
+        if b == b'.' {
+            if label == 0 {
+                return false;
+            }
+            label = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            label += 1;
+            if label > 63 {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    label > 0
 }
 
 /// Normalise a request path once (RFC 3986 §6.2.2).

@@ -258,7 +258,7 @@ async fn pipeline(
     let path = normalize::normalize_path(target.path())?;
 
     if let Some(redirect) = &policy.redirect_https {
-        if snap.router.knows_host(&authority.host) || shared.certs.covers(&authority.host) {
+        if snap.router.knows_host(authority.host()) || shared.certs.covers(authority.host()) {
             return Ok(https_redirect(
                 &authority,
                 redirect.port,
@@ -270,7 +270,7 @@ async fn pipeline(
 
     let route = snap
         .router
-        .lookup(&authority.host, &path)
+        .lookup(authority.host(), &path)
         .ok_or(RequestError::NoRoute)?;
     rec.route = Some(Arc::clone(route));
     rec.log &= route.access_log;
@@ -396,9 +396,9 @@ fn https_redirect(
     path: &str,
     query: Option<&str>,
 ) -> Response<ResponseBody> {
-    let mut target = String::with_capacity(16 + authority.host.len() + path.len());
+    let mut target = String::with_capacity(16 + authority.host().len() + path.len());
     target.push_str("https://");
-    target.push_str(&authority.host);
+    target.push_str(authority.host());
     if let Some(port) = port {
         target.push(':');
         target.push_str(&port.to_string());

@@ -130,18 +130,18 @@ fn authority(version: Version, uri: &str, hosts: &[&str]) -> Result<Authority, T
 #[test]
 fn host_header_gives_the_authority() {
     let a = authority(Version::HTTP_11, "/x", &["App.Example.com:8443"]).expect("valid");
-    assert_eq!(&*a.host, "app.example.com");
+    assert_eq!(a.host(), "app.example.com");
     assert_eq!(a.port, Some(8443));
     assert_eq!(a.header, "App.Example.com:8443");
 
     let a = authority(Version::HTTP_10, "/", &["example.com"]).expect("valid");
-    assert_eq!((&*a.host, a.port), ("example.com", None));
+    assert_eq!((a.host(), a.port), ("example.com", None));
 }
 
 #[test]
 fn trailing_dot_is_dropped_from_host_but_kept_in_header() {
     let a = authority(Version::HTTP_11, "/", &["Example.COM.:80"]).expect("valid");
-    assert_eq!(&*a.host, "example.com");
+    assert_eq!(a.host(), "example.com");
     assert_eq!(a.port, Some(80));
     assert_eq!(a.header, "Example.COM.:80");
 }
@@ -149,9 +149,9 @@ fn trailing_dot_is_dropped_from_host_but_kept_in_header() {
 #[test]
 fn ipv6_keeps_brackets() {
     let a = authority(Version::HTTP_11, "/", &["[::1]:8080"]).expect("valid");
-    assert_eq!((&*a.host, a.port), ("[::1]", Some(8080)));
+    assert_eq!((a.host(), a.port), ("[::1]", Some(8080)));
     let a = authority(Version::HTTP_11, "/", &["[2001:DB8::1]"]).expect("valid");
-    assert_eq!((&*a.host, a.port), ("[2001:db8::1]", None));
+    assert_eq!((a.host(), a.port), ("[2001:db8::1]", None));
 }
 
 #[test]
@@ -162,11 +162,11 @@ fn absolute_form_target_gives_the_authority() {
         &["EXAMPLE.com:8080"],
     )
     .expect("valid");
-    assert_eq!((&*a.host, a.port), ("example.com", Some(8080)));
+    assert_eq!((a.host(), a.port), ("example.com", Some(8080)));
     assert_eq!(a.header, "example.com:8080");
 
     let a = authority(Version::HTTP_10, "http://example.com/x", &[]).expect("valid");
-    assert_eq!(&*a.host, "example.com");
+    assert_eq!(a.host(), "example.com");
 }
 
 #[test]
@@ -180,7 +180,7 @@ fn http11_absolute_form_still_needs_host() {
 #[test]
 fn h2_authority_is_used_and_checked_against_host() {
     let a = authority(Version::HTTP_2, "https://Example.com/x", &[]).expect("valid");
-    assert_eq!(&*a.host, "example.com");
+    assert_eq!(a.host(), "example.com");
     assert_eq!(a.header, "Example.com");
 
     let a = authority(Version::HTTP_2, "https://example.com/x", &["example.com"]).expect("valid");
@@ -192,7 +192,7 @@ fn h2_authority_is_used_and_checked_against_host() {
     );
     // Without `:authority`, HTTP/2 falls back to `Host`.
     let a = authority(Version::HTTP_2, "/x", &["example.com"]).expect("valid");
-    assert_eq!(&*a.host, "example.com");
+    assert_eq!(a.host(), "example.com");
 }
 
 #[test]
@@ -249,6 +249,7 @@ fn malformed_hosts_are_refused() {
         "a.com:8x",
         "a.com:80:80",
         "a..com",
+        ".a.com",
         ".",
         "a.com..",
         "[::1",
