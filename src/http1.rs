@@ -211,7 +211,11 @@ fn poll_head(
             seen => w.read.len() >= limits.max_head || head::ends_after(&w.read, seen),
         };
         if parse {
-            match head::parse(&mut w.read, limits) {
+            let parsed = {
+                let w = &mut *w;
+                head::parse(&mut w.read, &mut w.names, limits)
+            };
+            match parsed {
                 Ok(Some((request, facts))) => {
                     w.partial_head = 0;
                     return Poll::Ready(Next::Request(request, facts));

@@ -6,12 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HeaderName, HeaderValue, TE, TRANSFER_ENCODING,
-    UPGRADE,
+    CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
-use super::framing::{parse_length, push_field};
+use super::framing::{Names, parse_length, push_field};
 
 /// Header fields tried first; a head with more is parsed again with the configured maximum.
 const FEW_HEADERS: usize = 24;
@@ -95,7 +94,11 @@ struct Line {
 
 /// Parses the request head at the front of `buf`, consuming it. `Ok(None)`: more bytes are
 /// needed.
-pub fn parse(buf: &mut BytesMut, limits: Limits) -> Result<Option<(Request<()>, Facts)>, Refused> {
+pub fn parse(
+    buf: &mut BytesMut,
+    names: &mut Names,
+    limits: Limits,
+) -> Result<Option<(Request<()>, Facts)>, Refused> {
     // Most heads have a handful of fields: a small table first, the full one if needed.
     let line = match parse_line(buf, limits, &mut [httparse::EMPTY_HEADER; FEW_HEADERS]) {
         Err(httparse::Error::TooManyHeaders) if limits.max_headers > FEW_HEADERS => {
@@ -119,7 +122,7 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Result<Option<(Request<()>, 
         return Err(too_large("request head larger than max_request_header"));
     }
     let head = buf.split_to(line.len).freeze();
-    build(&head, &line).map(Some)
+    build(&head, &line, names).map(Some)
 }
 
 fn too_large(what: &'static str) -> Refused {
@@ -173,7 +176,7 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-fn build(head: &Bytes, line: &Line) -> Result<(Request<()>, Facts), Refused> {
+fn build(head: &Bytes, line: &Line, names: &mut Names) -> Result<(Request<()>, Facts), Refused> {
     let slice = |(start, end): (u32, u32)| head.slice(start as usize..end as usize);
     let method = Method::from_bytes(&slice(line.method)).map_err(|_| bad("invalid method"))?;
     let uri = Uri::from_maybe_shared(slice(line.target)).map_err(|_| bad("invalid target"))?;
@@ -185,9 +188,11 @@ fn build(head: &Bytes, line: &Line) -> Result<(Request<()>, Facts), Refused> {
     let mut coded = false;
     let (mut close, mut keep_alive, mut upgrade_token, mut upgrade) = (false, false, false, false);
     let (mut expects_continue, mut trailers) = (false, false);
-    for field in &line.fields {
-        let name =
-            HeaderName::from_bytes(&slice(field.name)).map_err(|_| bad("invalid header name"))?;
+    for (i, field) in line.fields.iter().enumerate() {
+        let (start, end) = field.name;
+        let name = names
+            .name(i, &head[start as usize..end as usize])
+            .map_err(|_| bad("invalid header name"))?;
         let value = slice(field.value);
         if name == CONTENT_LENGTH {
             // Repeated lengths must agree (RFC 9110 §8.6); "5, 5" is one value written twice.

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
-use super::framing::{Chunked, Decoded, read_buffered};
+use super::framing::{Chunked, Decoded, Names, read_buffered};
 use super::head::Framing;
 
 /// Smallest read buffer.
@@ -50,6 +50,8 @@ pub(super) struct Wire<I: ?Sized> {
     pub(super) eof: bool,
     /// Bytes of an incomplete request head already looked at (0: none is pending).
     pub(super) partial_head: usize,
+    /// The previous request's header names.
+    pub(super) names: Names,
     pub(super) io: I,
 }
 
@@ -78,6 +80,7 @@ impl<I: Io> Wire<I> {
             continue_owed: None,
             eof: false,
             partial_head: 0,
+            names: Names::default(),
             io,
         }
     }

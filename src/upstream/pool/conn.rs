@@ -25,7 +25,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::error::{BoxError, ErrorKind};
 use super::wire::{self, Decoded, Decoder, RequestFraming, ResponseHead, WireError};
-use crate::http1::framing::read_buffered;
+use crate::http1::framing::{Names, read_buffered};
 
 /// First read buffer size; it doubles while reads fill it, up to [`MAX_READ`].
 const MIN_READ: usize = 8 * 1024;
@@ -44,6 +44,8 @@ pub(super) struct Io {
     head: Vec<u8>,
     /// The `upstream_header` timer, made once per connection and re-armed per request.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The previous response's header names.
+    names: Names,
     /// Holds the connection's slot in the pool for as long as the socket is open.
     _slot: OwnedSemaphorePermit,
 }
@@ -56,6 +58,7 @@ impl Io {
             read_size: MIN_READ,
             head: Vec::new(),
             timer: None,
+            names: Names::default(),
             _slot: slot,
         }
     }
@@ -302,7 +305,7 @@ fn poll_head(
 ) -> Poll<Result<ResponseHead, WireError>> {
     loop {
         if !io.read.is_empty() {
-            if let Some(head) = wire::parse_head(&mut io.read, method, max)? {
+            if let Some(head) = wire::parse_head(&mut io.read, &mut io.names, method, max)? {
                 return Poll::Ready(Ok(head));
             }
         }

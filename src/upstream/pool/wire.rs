@@ -11,7 +11,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, request, response};
 
 use super::error::ErrorKind;
-use crate::http1::framing::{Chunked, MAX_HEADERS, Malformed, parse_length, push_field};
+use crate::http1::framing::{Chunked, MAX_HEADERS, Malformed, Names, parse_length, push_field};
 pub(super) use crate::http1::framing::{Decoded, chunk_line};
 
 /// Why a response could not be read. `kind` is the bounded label; `what` says more in logs.
@@ -150,6 +150,7 @@ pub(super) struct ResponseHead {
 /// head's size.
 pub(super) fn parse_head(
     buf: &mut BytesMut,
+    names: &mut Names,
     method: &Method,
     max: usize,
 ) -> Result<Option<ResponseHead>, WireError> {
@@ -166,7 +167,7 @@ pub(super) fn parse_head(
         if status.code.is_informational() && status.code != StatusCode::SWITCHING_PROTOCOLS {
             continue;
         }
-        return build_head(&head, &status, method).map(Some);
+        return build_head(&head, &status, names, method).map(Some);
     }
 }
 
@@ -243,7 +244,12 @@ fn too_large() -> WireError {
     }
 }
 
-fn build_head(head: &Bytes, status: &Status, method: &Method) -> Result<ResponseHead, WireError> {
+fn build_head(
+    head: &Bytes,
+    status: &Status,
+    names: &mut Names,
+    method: &Method,
+) -> Result<ResponseHead, WireError> {
     let Status {
         code: status,
         version,
@@ -258,9 +264,10 @@ fn build_head(head: &Bytes, status: &Status, method: &Method) -> Result<Response
     let mut chunked = None;
     let mut close = false;
     let mut keep_alive_token = false;
-    for field in fields {
+    for (i, field) in fields.iter().enumerate() {
         let name_bytes = &head[field.name.0 as usize..field.name.1 as usize];
-        let name = HeaderName::from_bytes(name_bytes)
+        let name = names
+            .name(i, name_bytes)
             .map_err(|_| WireError::invalid("invalid header name in the response"))?;
         let value_bytes = head.slice(field.value.0 as usize..field.value.1 as usize);
         if name == CONTENT_LENGTH {

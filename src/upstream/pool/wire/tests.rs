@@ -6,7 +6,7 @@ fn buf(s: &[u8]) -> BytesMut {
 }
 
 fn head(s: &[u8], method: &Method) -> Result<Option<ResponseHead>, WireError> {
-    parse_head(&mut buf(s), method, 8192)
+    parse_head(&mut buf(s), &mut Names::default(), method, 8192)
 }
 
 fn framing(s: &[u8]) -> ResponseFraming {
@@ -84,7 +84,9 @@ fn a_response_head_is_parsed_and_consumed() {
     let mut wire = buf(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-Two: a\r\nX-Two: b\r\n\r\nhello",
     );
-    let parsed = parse_head(&mut wire, &Method::GET, 8192).unwrap().unwrap();
+    let parsed = parse_head(&mut wire, &mut Names::default(), &Method::GET, 8192)
+        .unwrap()
+        .unwrap();
     assert_eq!(parsed.parts.status, StatusCode::OK);
     assert_eq!(parsed.parts.version, Version::HTTP_11);
     assert_eq!(parsed.parts.headers["content-type"], "text/plain");
@@ -145,7 +147,9 @@ fn many_header_fields_parse_and_too_many_are_refused() {
 #[test]
 fn informational_heads_are_skipped_but_101_is_final() {
     let mut wire = buf(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
-    let parsed = parse_head(&mut wire, &Method::POST, 8192).unwrap().unwrap();
+    let parsed = parse_head(&mut wire, &mut Names::default(), &Method::POST, 8192)
+        .unwrap()
+        .unwrap();
     assert_eq!(parsed.parts.status, StatusCode::CREATED);
     assert!(wire.is_empty());
     let upgrade = head(
