@@ -12,12 +12,29 @@ pub const MAX_HEADERS: usize = 100;
 const MAX_CHUNK_LINE: usize = 4096;
 
 /// The header names of the previous head on a connection, in order. The next head on a
-/// keep-alive connection usually repeats them, and a name found in its place here is a clone
-/// (a reference count for a custom name) instead of a parse, a lower-casing pass and, for a
-/// custom name, an allocation: about 30 instructions instead of 140 per field.
+/// keep-alive connection usually repeats them byte for byte, and a name found in its place
+/// here is a comparison and a clone (a reference count for a custom name) instead of a parse,
+/// a lower-casing pass and, for a custom name, an allocation: about 50 instructions instead
+/// of 140 per field.
 #[derive(Debug, Default)]
 pub struct Names {
-    seen: Vec<HeaderName>,
+    seen: Vec<Seen>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    name: HeaderName,
+    /// How the peer spelled it, when that was not already lower case (`Content-Type`).
+    spelled: Option<Box<[u8]>>,
+}
+
+impl Seen {
+    fn is(&self, raw: &[u8]) -> bool {
+        match &self.spelled {
+            Some(spelled) => **spelled == *raw,
+            None => self.name.as_str().as_bytes() == raw,
+        }
+    }
 }
 
 /// Fields remembered per connection; names past these are parsed every time.
@@ -30,18 +47,22 @@ impl Names {
         index: usize,
         raw: &[u8],
     ) -> Result<HeaderName, http::header::InvalidHeaderName> {
-        // A valid lower-case name equal to `raw` but for case means `raw` is valid, and
-        // `HeaderName::from_bytes` would lower-case it to that same name.
-        if let Some(known) = self.seen.get(index) {
-            if known.as_str().as_bytes().eq_ignore_ascii_case(raw) {
-                return Ok(known.clone());
+        if let Some(seen) = self.seen.get(index) {
+            if seen.is(raw) {
+                return Ok(seen.name.clone());
             }
         }
         let name = HeaderName::from_bytes(raw)?;
-        if let Some(slot) = self.seen.get_mut(index) {
-            *slot = name.clone();
-        } else if index == self.seen.len() && index < MAX_REMEMBERED {
-            self.seen.push(name.clone());
+        if index <= self.seen.len() && index < MAX_REMEMBERED {
+            let seen = Seen {
+                spelled: (name.as_str().as_bytes() != raw).then(|| raw.into()),
+                name: name.clone(),
+            };
+            if index == self.seen.len() {
+                self.seen.push(seen);
+            } else {
+                self.seen[index] = seen;
+            }
         }
         Ok(name)
     }
@@ -252,10 +273,12 @@ impl Chunked {
 
 #[cfg(test)]
 mod tests {
+    use http::header::CONTENT_TYPE;
+
     use super::*;
 
     #[test]
-    fn remembered_names_match_whatever_their_case_and_never_pass_an_invalid_one() {
+    fn remembered_names_come_back_only_for_the_same_spelling() {
         let mut names = Names::default();
         for (i, raw) in ["Host", "X-Backend", "Content-Type"].iter().enumerate() {
             assert_eq!(
@@ -263,14 +286,19 @@ mod tests {
                 *raw.to_ascii_lowercase()
             );
         }
-        // Same positions, other spellings: the remembered names come back.
+        // Same spellings in the same places: the remembered names come back.
+        assert_eq!(names.name(1, b"X-Backend").unwrap(), "x-backend");
+        assert_eq!(names.name(2, b"Content-Type").unwrap(), CONTENT_TYPE);
+        // Another spelling of the name, or another name, in that place is parsed and
+        // remembered instead.
         assert_eq!(names.name(1, b"x-BACKEND").unwrap(), "x-backend");
-        // Another name in that place is parsed and remembered instead.
         assert_eq!(names.name(1, b"Server").unwrap(), "server");
         assert_eq!(names.name(1, b"server").unwrap(), http::header::SERVER);
-        // A spelling that only differs outside letters is not the same name.
+        assert_eq!(names.name(1, b"server").unwrap(), http::header::SERVER);
+        // An invalid name is refused wherever it appears.
         assert!(names.name(1, b"serve r").is_err());
-        assert!(names.name(0, b"content_type").unwrap() != http::header::CONTENT_TYPE);
+        assert!(names.name(1, b"Server").is_ok());
+        assert!(names.name(2, b"content_type").unwrap() != CONTENT_TYPE);
         // Past what is remembered, names are still parsed.
         assert_eq!(names.name(500, b"Accept").unwrap(), http::header::ACCEPT);
     }
