@@ -11,7 +11,9 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, request, response};
 
 use super::error::ErrorKind;
-use crate::http1::framing::{Chunked, MAX_HEADERS, Malformed, Names, parse_length, push_field};
+use crate::http1::framing::{
+    Chunked, MAX_HEADERS, Malformed, Names, parse_length, parsed_value, push_field,
+};
 pub(super) use crate::http1::framing::{Decoded, chunk_line};
 
 /// Why a response could not be read. `kind` is the bounded label; `what` says more in logs.
@@ -306,12 +308,7 @@ fn build_head(
         } else if name.as_str() == "keep-alive" {
             continue;
         }
-        // httparse let through only visible characters, spaces and tabs.
-        headers.append(
-            name,
-            HeaderValue::from_maybe_shared(value_bytes)
-                .map_err(|_| WireError::invalid("invalid header value in the response"))?,
-        );
+        headers.append(name, parsed_value(value_bytes));
     }
     let no_body = *method == Method::HEAD
         || status.is_informational()
