@@ -449,12 +449,17 @@ pub fn rewrite_request(headers: &mut HeaderMap, added: &mut Added, ctx: &Forward
 /// fresh `Connection: upgrade` when `upgrade`) and every `Proxy-*`. End-to-end headers,
 /// `Set-Cookie` included, are untouched.
 pub fn rewrite_response(headers: &mut HeaderMap, upgrade: bool) {
+    let doomed =
+        |name: &HeaderName| is_hop_by_hop(name, upgrade) || name.as_str().starts_with("proxy-");
+    // The common answer has none (the pool already took `Connection: keep-alive` and the
+    // framing fields): one pass over the names and no lookups.
+    if !upgrade && !headers.keys().any(doomed) {
+        return;
+    }
     remove_connection_listed(headers, |name| {
         upgrade && name.eq_ignore_ascii_case("upgrade")
     });
-    remove_where(headers, |name| {
-        is_hop_by_hop(name, upgrade) || name.as_str().starts_with("proxy-")
-    });
+    remove_where(headers, doomed);
     if upgrade && headers.contains_key(UPGRADE) {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -474,8 +479,7 @@ pub fn request_id(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
     }
     let mut id = [0u8; 32];
     crate::trace_context::hex(fastrand::u128(..), &mut id);
-    // Hex digits are always a valid header value; the fallback is unreachable.
-    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    crate::trace_context::hex_value(&id)
 }
 
 fn is_valid_request_id(id: &[u8]) -> bool {
