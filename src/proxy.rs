@@ -59,260 +59,264 @@ pub struct Forward<'a> {
     pub route_lives: &'a HashMap<RouteId, RouteLife>,
 }
 
-/// Sends the request to a replica; returns the response for the client.
-pub async fn forward(
+/// Sends the request to a replica; returns the response for the client. An `async` block
+/// rather than an `async fn`, for the reason given at `service::handle`.
+#[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
+pub fn forward(
     ctx: Forward<'_>,
     req: Request<Inbound>,
-) -> Result<Response<ResponseBody>, RequestError> {
-    let Forward {
-        shared,
-        conn,
-        route,
-        upstream,
-        resolved,
-        authority,
-        path,
-        request_id,
-        trace,
-        facts,
-        server,
-        route_lives,
-    } = ctx;
-    // Replica and upstream counters move only when the route counts (`metrics.enabled`).
-    let observe = route.metrics.is_some();
-    let (mut parts, body) = req.into_parts();
-
-    // Decide everything about the body before it is polled: the connection sends
-    // `100 Continue` only when the body is first read, so a refused request never gets one.
-    // `Expect` itself goes with the hop-by-hop fields in `rewrite_request`.
-    if let Some(expect) = parts.headers.get(EXPECT) {
-        if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
-            return Err(RequestError::ExpectationFailed);
-        }
-    }
-    if content_length(&parts.headers).is_some_and(|len| len > route.max_body) {
-        return Err(RequestError::BodyTooLarge(route.max_body));
-    }
-
-    let upgrade = parts.version == Version::HTTP_11 && wants_upgrade(&parts.headers);
-    let client_upgrade = if upgrade {
-        parts.extensions.remove::<OnUpgrade>()
-    } else {
-        None
-    };
-    if parts.version == Version::HTTP_2 {
-        join_cookies(&mut parts.headers);
-    }
-
-    let forwarded_path = if route.strip_prefix {
-        normalize::strip_prefix(path, &route.prefix)
-    } else {
-        path
-    };
-    let mut added = Added::new();
-    forwarded::rewrite_request(
-        &mut parts.headers,
-        &mut added,
-        &ForwardCtx {
-            peer: &conn.peer,
-            peer_text: &conn.peer_text,
+) -> impl Future<Output = Result<Response<ResponseBody>, RequestError>> {
+    async move {
+        let Forward {
+            shared,
+            conn,
+            route,
+            upstream,
             resolved,
-            authority: &authority.header,
+            authority,
+            path,
             request_id,
-            prefix: route.strip_prefix.then_some(&*route.prefix),
-            allow_underscore: server.allow_underscore_headers,
-            forwarded_header: server.forwarded_header,
-            upgrade,
-            replace_trace: !trace.kept,
-        },
-    );
-    if let Some(traceparent) = trace.traceparent() {
-        added.push(TRACEPARENT, traceparent);
-    }
-    // A route may not edit the gateway's own fields (the config refuses it), but it may edit
-    // the trace context, and its edit wins.
-    for name in &route.request_headers.remove {
-        parts.headers.remove(name);
-        added.remove(name);
-    }
-    for (name, value) in &route.request_headers.set {
-        added.remove(name);
-        parts.headers.insert(name.clone(), value.clone());
-    }
-    // The client's `Host` (there is at most one) is replaced where it stands.
-    let host = route
-        .upstream_host
-        .clone()
-        .unwrap_or_else(|| authority.header.clone());
-    match parts.headers.get_mut(HOST) {
-        Some(value) => *value = host,
-        None => added.push(HOST, host),
-    }
-    // The pool writes only the path and query; a target already in that shape (the common
-    // case: nothing to strip, nothing normalised away) is kept rather than parsed again.
-    if !(parts.uri.scheme().is_none() && parts.uri.path() == forwarded_path) {
-        parts.uri = origin_form(forwarded_path, parts.uri.query())?;
-    }
-    parts.version = Version::HTTP_11;
+            trace,
+            facts,
+            server,
+            route_lives,
+        } = ctx;
+        // Replica and upstream counters move only when the route counts (`metrics.enabled`).
+        let observe = route.metrics.is_some();
+        let (mut parts, body) = req.into_parts();
 
-    // Where a streaming body records why it stopped (none for a request without a body).
-    let mut fault = None;
-    let idempotent = retry::is_idempotent(&parts.method, &route.idempotent_methods);
-    let (body, replayable) = if body.is_end_stream() {
-        (RequestBody::Empty, true)
-    } else {
-        let recorded = fault.insert(Arc::new(BodyFault::default()));
-        let client = ClientBody::new(
-            body,
-            route.max_body,
-            route.timeouts.client_body_idle,
-            Arc::clone(recorded),
-        );
-        // Only a body that may be replayed after it was sent is worth holding back: an
-        // unsent request comes back from the pool whole, whatever its body.
-        let small = content_length(&parts.headers).is_some_and(|n| n <= upstream.retry_buffer);
-        if idempotent && small && !upgrade {
-            let bytes = client
-                .collect()
-                .await
-                .map_err(|_| {
-                    client_fault(fault.as_deref(), route).unwrap_or(RequestError::BodyAborted)
-                })?
-                .to_bytes();
-            (RequestBody::Full(Some(bytes)), true)
-        } else {
-            (RequestBody::Client(client), false)
-        }
-    };
-
-    let key = upstream.hash_key(&parts.headers, &added, resolved.client.ip);
-    upstream.budget.deposit();
-    // What a lost request's body is rebuilt from (its head comes back from the pool); kept
-    // only when it could be replayed elsewhere.
-    let replay = (idempotent
-        && replayable
-        && upstream.members().replicas.len() > 1
-        && !upstream.budget.never_grants())
-    .then(|| Replay::keep(&body));
-    let mut request = Request::from_parts(parts, body);
-    let mut tried: Vec<Arc<Replica>> = Vec::new();
-    // After a failed attempt with nowhere else to go, that failure is the answer.
-    let mut last_failure = None;
-    let (mut resp, guard) = loop {
-        let Some(replica) = upstream.pick(key, &tried) else {
-            return Err(
-                last_failure.unwrap_or_else(|| RequestError::NoReplica(Arc::clone(&upstream.name)))
-            );
-        };
-        let guard = replica.begin();
-        facts.replica = Some(Arc::clone(&replica.label));
-        let upstream_err = |kind| RequestError::Upstream {
-            upstream: Arc::clone(&upstream.name),
-            replica: Arc::clone(&replica.label),
-            kind,
-        };
-        let started = Instant::now();
-        let result = replica
-            .pool
-            .send(request, added.as_slice(), route.timeouts.upstream_header)
-            .await;
-        let err = match result {
-            Ok(resp) => {
-                let verdict = outlier::status_verdict(resp.status().as_u16(), upstream.count_5xx);
-                let took = started.elapsed();
-                replica.record(verdict, Some(took));
-                facts.duration = Some(took);
-                if observe {
-                    replica.metrics.duration.observe(took);
-                }
-                break (resp, guard);
+        // Decide everything about the body before it is polled: the connection sends
+        // `100 Continue` only when the body is first read, so a refused request never gets one.
+        // `Expect` itself goes with the hop-by-hop fields in `rewrite_request`.
+        if let Some(expect) = parts.headers.get(EXPECT) {
+            if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+                return Err(RequestError::ExpectationFailed);
             }
-            Err(err) => err,
-        };
-        // A body that failed on the client side explains the broken exchange.
-        if let Some(client_err) = client_fault(fault.as_deref(), route) {
-            return Err(client_err);
         }
-        let failure = UpstreamFailure::Pool(err.kind);
-        replica.record(outlier::failure_verdict(failure), None);
-        if observe {
-            replica.metrics.failed(failure);
+        if content_length(&parts.headers).is_some_and(|len| len > route.max_body) {
+            return Err(RequestError::BodyTooLarge(route.max_body));
         }
-        let (attempt, next) = match err.request {
-            Some(unsent) => (Attempt::Unsent, Some(unsent)),
-            None if matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset) => (
-                Attempt::Lost,
-                replay
-                    .as_ref()
-                    .zip(err.lost_head)
-                    .map(|(r, head)| r.request(head)),
-            ),
-            None => (Attempt::Final, None),
-        };
-        let retry = next
-            .filter(|_| {
-                tried.len() + 1 < MAX_ATTEMPTS.min(upstream.members().replicas.len())
-                    && retry::may_retry(attempt, idempotent, replayable)
-            })
-            .filter(|_| {
-                let granted = upstream
-                    .budget
-                    .withdraw(upstream.state.now_us() / 1_000_000);
-                if !granted && observe {
-                    upstream.state.metrics.budget_exhausted();
-                }
-                granted
-            });
-        let Some(next) = retry else {
-            return Err(upstream_err(failure));
-        };
-        facts.retries += 1;
-        if observe {
-            upstream.state.metrics.retried();
-        }
-        tracing::debug!(upstream = %upstream.name, replica = %replica.label, kind = %err.kind, "retrying on another replica");
-        last_failure = Some(upstream_err(failure));
-        drop(guard);
-        tried.push(replica);
-        request = next;
-    };
 
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let upstream_io = resp.body_mut().take_upgraded();
-        if let (Some(client), Some(upstream_io)) = (client_upgrade, upstream_io) {
-            // Every route of a snapshot has a life; the default (never cancelled) only
-            // guards against a broken invariant.
-            let removed = route_lives
-                .get(&route.id)
-                .map(|life| life.removed.clone())
-                .unwrap_or_default();
-            tunnel::spawn(
-                shared,
-                client,
-                upstream_io,
-                route.timeouts.tunnel_idle,
-                guard,
-                removed,
-                conn.gauges.open(Protocol::WebSocket),
+        let upgrade = parts.version == Version::HTTP_11 && wants_upgrade(&parts.headers);
+        let client_upgrade = if upgrade {
+            parts.extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
+        if parts.version == Version::HTTP_2 {
+            join_cookies(&mut parts.headers);
+        }
+
+        let forwarded_path = if route.strip_prefix {
+            normalize::strip_prefix(path, &route.prefix)
+        } else {
+            path
+        };
+        let mut added = Added::new();
+        forwarded::rewrite_request(
+            &mut parts.headers,
+            &mut added,
+            &ForwardCtx {
+                peer: &conn.peer,
+                peer_text: &conn.peer_text,
+                resolved,
+                authority: &authority.header,
+                request_id,
+                prefix: route.strip_prefix.then_some(&*route.prefix),
+                allow_underscore: server.allow_underscore_headers,
+                forwarded_header: server.forwarded_header,
+                upgrade,
+                replace_trace: !trace.kept,
+            },
+        );
+        if let Some(traceparent) = trace.traceparent() {
+            added.push(TRACEPARENT, traceparent);
+        }
+        // A route may not edit the gateway's own fields (the config refuses it), but it may edit
+        // the trace context, and its edit wins.
+        for name in &route.request_headers.remove {
+            parts.headers.remove(name);
+            added.remove(name);
+        }
+        for (name, value) in &route.request_headers.set {
+            added.remove(name);
+            parts.headers.insert(name.clone(), value.clone());
+        }
+        // The client's `Host` (there is at most one) is replaced where it stands.
+        let host = route
+            .upstream_host
+            .clone()
+            .unwrap_or_else(|| authority.header.clone());
+        match parts.headers.get_mut(HOST) {
+            Some(value) => *value = host,
+            None => added.push(HOST, host),
+        }
+        // The pool writes only the path and query; a target already in that shape (the common
+        // case: nothing to strip, nothing normalised away) is kept rather than parsed again.
+        if !(parts.uri.scheme().is_none() && parts.uri.path() == forwarded_path) {
+            parts.uri = origin_form(forwarded_path, parts.uri.query())?;
+        }
+        parts.version = Version::HTTP_11;
+
+        // Where a streaming body records why it stopped (none for a request without a body).
+        let mut fault = None;
+        let idempotent = retry::is_idempotent(&parts.method, &route.idempotent_methods);
+        let (body, replayable) = if body.is_end_stream() {
+            (RequestBody::Empty, true)
+        } else {
+            let recorded = fault.insert(Arc::new(BodyFault::default()));
+            let client = ClientBody::new(
+                body,
+                route.max_body,
+                route.timeouts.client_body_idle,
+                Arc::clone(recorded),
             );
-            let (mut head, _) = resp.into_parts();
-            forwarded::rewrite_response(&mut head.headers, true);
-            return Ok(Response::from_parts(head, ResponseBody::Empty));
-        }
-    }
+            // Only a body that may be replayed after it was sent is worth holding back: an
+            // unsent request comes back from the pool whole, whatever its body.
+            let small = content_length(&parts.headers).is_some_and(|n| n <= upstream.retry_buffer);
+            if idempotent && small && !upgrade {
+                let bytes = client
+                    .collect()
+                    .await
+                    .map_err(|_| {
+                        client_fault(fault.as_deref(), route).unwrap_or(RequestError::BodyAborted)
+                    })?
+                    .to_bytes();
+                (RequestBody::Full(Some(bytes)), true)
+            } else {
+                (RequestBody::Client(client), false)
+            }
+        };
 
-    let (mut head, body) = resp.into_parts();
-    forwarded::rewrite_response(&mut head.headers, false);
-    let (idle, stream) = if is_event_stream(&head.headers) {
-        (
-            None,
-            Some((shared.stop_streams.clone(), shared.streams.token())),
-        )
-    } else {
-        (route.timeouts.upstream_body_idle, None)
-    };
-    let body = UpstreamBody::new(body, idle, stream, guard);
-    Ok(Response::from_parts(head, ResponseBody::Upstream(body)))
+        let key = upstream.hash_key(&parts.headers, &added, resolved.client.ip);
+        upstream.budget.deposit();
+        // What a lost request's body is rebuilt from (its head comes back from the pool); kept
+        // only when it could be replayed elsewhere.
+        let replay = (idempotent
+            && replayable
+            && upstream.members().replicas.len() > 1
+            && !upstream.budget.never_grants())
+        .then(|| Replay::keep(&body));
+        let mut request = Request::from_parts(parts, body);
+        let mut tried: Vec<Arc<Replica>> = Vec::new();
+        // After a failed attempt with nowhere else to go, that failure is the answer.
+        let mut last_failure = None;
+        let (mut resp, guard) = loop {
+            let Some(replica) = upstream.pick(key, &tried) else {
+                return Err(last_failure
+                    .unwrap_or_else(|| RequestError::NoReplica(Arc::clone(&upstream.name))));
+            };
+            let guard = replica.begin();
+            facts.replica = Some(Arc::clone(&replica.label));
+            let upstream_err = |kind| RequestError::Upstream {
+                upstream: Arc::clone(&upstream.name),
+                replica: Arc::clone(&replica.label),
+                kind,
+            };
+            let started = Instant::now();
+            let result = replica
+                .pool
+                .send(request, added.as_slice(), route.timeouts.upstream_header)
+                .await;
+            let err = match result {
+                Ok(resp) => {
+                    let verdict =
+                        outlier::status_verdict(resp.status().as_u16(), upstream.count_5xx);
+                    let took = started.elapsed();
+                    replica.record(verdict, Some(took));
+                    facts.duration = Some(took);
+                    if observe {
+                        replica.metrics.duration.observe(took);
+                    }
+                    break (resp, guard);
+                }
+                Err(err) => err,
+            };
+            // A body that failed on the client side explains the broken exchange.
+            if let Some(client_err) = client_fault(fault.as_deref(), route) {
+                return Err(client_err);
+            }
+            let failure = UpstreamFailure::Pool(err.kind);
+            replica.record(outlier::failure_verdict(failure), None);
+            if observe {
+                replica.metrics.failed(failure);
+            }
+            let (attempt, next) = match err.request {
+                Some(unsent) => (Attempt::Unsent, Some(unsent)),
+                None if matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset) => (
+                    Attempt::Lost,
+                    replay
+                        .as_ref()
+                        .zip(err.lost_head)
+                        .map(|(r, head)| r.request(head)),
+                ),
+                None => (Attempt::Final, None),
+            };
+            let retry = next
+                .filter(|_| {
+                    tried.len() + 1 < MAX_ATTEMPTS.min(upstream.members().replicas.len())
+                        && retry::may_retry(attempt, idempotent, replayable)
+                })
+                .filter(|_| {
+                    let granted = upstream
+                        .budget
+                        .withdraw(upstream.state.now_us() / 1_000_000);
+                    if !granted && observe {
+                        upstream.state.metrics.budget_exhausted();
+                    }
+                    granted
+                });
+            let Some(next) = retry else {
+                return Err(upstream_err(failure));
+            };
+            facts.retries += 1;
+            if observe {
+                upstream.state.metrics.retried();
+            }
+            tracing::debug!(upstream = %upstream.name, replica = %replica.label, kind = %err.kind, "retrying on another replica");
+            last_failure = Some(upstream_err(failure));
+            drop(guard);
+            tried.push(replica);
+            request = next;
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let upstream_io = resp.body_mut().take_upgraded();
+            if let (Some(client), Some(upstream_io)) = (client_upgrade, upstream_io) {
+                // Every route of a snapshot has a life; the default (never cancelled) only
+                // guards against a broken invariant.
+                let removed = route_lives
+                    .get(&route.id)
+                    .map(|life| life.removed.clone())
+                    .unwrap_or_default();
+                tunnel::spawn(
+                    shared,
+                    client,
+                    upstream_io,
+                    route.timeouts.tunnel_idle,
+                    guard,
+                    removed,
+                    conn.gauges.open(Protocol::WebSocket),
+                );
+                let (mut head, _) = resp.into_parts();
+                forwarded::rewrite_response(&mut head.headers, true);
+                return Ok(Response::from_parts(head, ResponseBody::Empty));
+            }
+        }
+
+        let (mut head, body) = resp.into_parts();
+        forwarded::rewrite_response(&mut head.headers, false);
+        let (idle, stream) = if is_event_stream(&head.headers) {
+            (
+                None,
+                Some((shared.stop_streams.clone(), shared.streams.token())),
+            )
+        } else {
+            (route.timeouts.upstream_body_idle, None)
+        };
+        let body = UpstreamBody::new(body, idle, stream, guard);
+        Ok(Response::from_parts(head, ResponseBody::Upstream(body)))
+    }
 }
 
 /// Why a client body stopped, if it did: 413 or 408 rather than an upstream error.
