@@ -1,5 +1,5 @@
-//! Balancing under load: latency-aware p2c against round-robin, and a replica killed in the
-//! middle of a stream of requests.
+//! Balancing under load: latency-aware p2c against round-robin, a replica killed in the
+//! middle of a stream of requests, and a hash on a field the gateway writes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -142,5 +142,37 @@ async fn a_replica_killed_under_load_costs_no_request() {
     assert!(
         state["live"] == false || state["ready"] == false || state["ejected"] == true,
         "the dead replica is out: {state}"
+    );
+}
+
+#[tokio::test]
+async fn a_hash_on_a_field_the_gateway_writes_reads_the_value_it_sends() {
+    // The client is not a trusted proxy, so its `X-Request-Id` is replaced by a fresh id, and
+    // the hash follows the id the app receives: the same client value still spreads. Hashing
+    // the client's own field would send all of them to one replica.
+    let a = App::start().await;
+    let b = App::start().await;
+    let upstream = r#"hash_on = "header:X-Request-Id""#;
+    let gw = Gateway::start(&app_pool_config(&[a.addr, b.addr], upstream, "", "")).await;
+    for app in [&a, &b] {
+        eventually_async("both replicas are ready", || async {
+            replica_state(&gw, "app", app.addr)
+                .await
+                .is_some_and(|r| r["ready"] == true)
+        })
+        .await;
+    }
+    for _ in 0..40 {
+        let r = get(gw.addr("http"), "/", &[("x-request-id", "same")])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(a.hits() + b.hits(), 40);
+    assert!(
+        a.hits() > 0 && b.hits() > 0,
+        "{} and {} requests",
+        a.hits(),
+        b.hits()
     );
 }
