@@ -202,50 +202,55 @@ where
     /// `header_timeout` (`upstream_header`) bounds the wait for the response head, counted from
     /// the moment the request, body included, has been written: a long upload is bounded by
     /// the body's own idle timeout, not by this.
-    pub async fn send(
+    ///
+    /// An `async` block rather than an `async fn`, for the reason given at `service::handle`.
+    #[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
+    pub fn send(
         &self,
         mut request: Request<B>,
         added: &[(HeaderName, HeaderValue)],
         header_timeout: Option<Duration>,
-    ) -> Result<Response<PooledBody>, SendError<B>> {
-        let is_connect = request.method() == Method::CONNECT;
-        let mut fresh = false;
-        loop {
-            let (mut conn, reused) = match self.checkout(fresh).await {
-                Ok(checked_out) => checked_out,
-                Err(failure) => return Err(failure.with_request(request)),
-            };
-            let limits = conn::Limits {
-                max_head: self.max_head,
-                header_timeout,
-            };
-            let exchanged =
-                conn::exchange(&mut conn.io, &mut conn.upload, request, added, limits).await;
-            match exchanged {
-                Ok(head) => return Ok(self.lease(conn, head, is_connect)),
-                // The app closed a kept-alive connection just as we picked it and nothing was
-                // written: safe to retry whatever the method, but only once and only on a new
-                // connection, which cannot have that race.
-                Err(Failed::Unsent(back, error, _)) if reused && !fresh => {
-                    tracing::debug!(addr = %self.addr, %error, "reused connection closed before sending; retrying on a new one");
-                    request = back;
-                    fresh = true;
-                }
-                Err(Failed::Unsent(back, error, kind)) => {
-                    return Err(SendError {
-                        kind,
-                        request: Some(back),
-                        lost_head: None,
-                        source: Some(error),
-                    });
-                }
-                Err(Failed::Lost(error, kind, head)) => {
-                    return Err(SendError {
-                        kind,
-                        request: None,
-                        lost_head: Some(head),
-                        source: Some(error),
-                    });
+    ) -> impl Future<Output = Result<Response<PooledBody>, SendError<B>>> {
+        async move {
+            let is_connect = request.method() == Method::CONNECT;
+            let mut fresh = false;
+            loop {
+                let (mut conn, reused) = match self.checkout(fresh).await {
+                    Ok(checked_out) => checked_out,
+                    Err(failure) => return Err(failure.with_request(request)),
+                };
+                let limits = conn::Limits {
+                    max_head: self.max_head,
+                    header_timeout,
+                };
+                let exchanged =
+                    conn::exchange(&mut conn.io, &mut conn.upload, request, added, limits).await;
+                match exchanged {
+                    Ok(head) => return Ok(self.lease(conn, head, is_connect)),
+                    // The app closed a kept-alive connection just as we picked it and nothing was
+                    // written: safe to retry whatever the method, but only once and only on a new
+                    // connection, which cannot have that race.
+                    Err(Failed::Unsent(back, error, _)) if reused && !fresh => {
+                        tracing::debug!(addr = %self.addr, %error, "reused connection closed before sending; retrying on a new one");
+                        request = back;
+                        fresh = true;
+                    }
+                    Err(Failed::Unsent(back, error, kind)) => {
+                        return Err(SendError {
+                            kind,
+                            request: Some(back),
+                            lost_head: None,
+                            source: Some(error),
+                        });
+                    }
+                    Err(Failed::Lost(error, kind, head)) => {
+                        return Err(SendError {
+                            kind,
+                            request: None,
+                            lost_head: Some(head),
+                            source: Some(error),
+                        });
+                    }
                 }
             }
         }

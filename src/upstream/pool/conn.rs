@@ -195,106 +195,111 @@ pub(super) enum Failed<B> {
 
 /// Sends the request on `io` and reads the response head. A request body still uploading
 /// when the head arrives (an early answer, or a full-duplex app) is left in `upload` to be
-/// finished alongside the response body.
-pub(super) async fn exchange<B>(
+/// finished alongside the response body. An `async` block rather than an `async fn`, for
+/// the reason given at `service::handle`.
+#[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
+pub(super) fn exchange<B>(
     io: &mut Io,
     upload: &mut Option<Upload<B>>,
     request: Request<B>,
     added: &[(HeaderName, HeaderValue)],
     limits: Limits,
-) -> Result<ResponseHead, Failed<B>>
+) -> impl Future<Output = Result<ResponseHead, Failed<B>>>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    let (parts, body) = request.into_parts();
-    let (framing, add) = match wire::request_framing(
-        &parts.headers,
-        body.is_end_stream(),
-        body.size_hint().exact(),
-    ) {
-        Ok(framing) => framing,
-        Err(e) => {
-            let kind = e.kind;
-            return Err(Failed::Unsent(
-                Request::from_parts(parts, body),
-                e.into(),
-                kind,
-            ));
-        }
-    };
-    wire::encode_head(&mut io.head, &parts, added, framing, add);
-
-    // The first write decides whether the request can come back: if the socket refuses it
-    // outright (the upstream reset an idle connection), nothing was sent.
-    let mut written = match poll_fn(|cx| Pin::new(&mut io.stream).poll_write(cx, &io.head)).await {
-        Ok(n) => n,
-        Err(e) => {
-            let kind = io_kind(&e);
-            return Err(Failed::Unsent(
-                Request::from_parts(parts, body),
-                e.into(),
-                kind,
-            ));
-        }
-    };
-    while written < io.head.len() {
-        match poll_fn(|cx| Pin::new(&mut io.stream).poll_write(cx, &io.head[written..])).await {
-            Ok(0) => return Err(lost(io::ErrorKind::WriteZero.into(), parts)),
-            Ok(n) => written += n,
-            Err(e) => return Err(lost(e, parts)),
-        }
-    }
-    if framing != RequestFraming::Empty {
-        *upload = Some(Upload::new(body, framing));
-    }
-
-    let mut write_error = None;
-    let mut armed = false;
-    poll_fn(|cx| {
-        if let Some(up) = upload.as_mut().filter(|up| !up.is_done()) {
-            match up.poll(cx, &mut io.stream) {
-                // The client's body failed (too large, idle, gone): the exchange is over.
-                Poll::Ready(Err(UploadError::Body(e))) => return Poll::Ready(Err(e)),
-                // Keep reading: the upstream may have answered (413, 401) before it stopped
-                // reading. The upload is over either way.
-                Poll::Ready(Err(UploadError::Socket(e))) => {
-                    up.fail();
-                    write_error.get_or_insert(e);
-                }
-                Poll::Ready(Ok(())) | Poll::Pending => {}
+    async move {
+        let (parts, body) = request.into_parts();
+        let (framing, add) = match wire::request_framing(
+            &parts.headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        ) {
+            Ok(framing) => framing,
+            Err(e) => {
+                let kind = e.kind;
+                return Err(Failed::Unsent(
+                    Request::from_parts(parts, body),
+                    e.into(),
+                    kind,
+                ));
             }
-        }
-        if let Poll::Ready(head) = poll_head(io, cx, &parts.method, limits.max_head) {
-            return Poll::Ready(head);
-        }
-        // The `upstream_header` clock starts once the whole request is out.
-        if let Some(after) = limits.header_timeout {
-            if upload.as_ref().is_none_or(Upload::is_done) {
-                if !armed {
-                    io.arm_timer(Instant::now() + after);
-                    armed = true;
-                }
-                if io.timer_expired(cx) {
-                    return Poll::Ready(Err(WireError {
-                        kind: ErrorKind::HeaderTimeout,
-                        what: "no response head within upstream_header",
-                    }));
-                }
-            }
-        }
-        Poll::Pending
-    })
-    .await
-    .map_err(|e| {
-        // A refused write explains a close better than the close itself.
-        let e = match write_error.take() {
-            Some(w) if e.kind == ErrorKind::Closed => w,
-            _ => e,
         };
-        let kind = e.kind;
-        Failed::Lost(e.into(), kind, parts)
-    })
+        wire::encode_head(&mut io.head, &parts, added, framing, add);
+
+        // The first write decides whether the request can come back: if the socket refuses it
+        // outright (the upstream reset an idle connection), nothing was sent.
+        let mut written =
+            match poll_fn(|cx| Pin::new(&mut io.stream).poll_write(cx, &io.head)).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let kind = io_kind(&e);
+                    return Err(Failed::Unsent(
+                        Request::from_parts(parts, body),
+                        e.into(),
+                        kind,
+                    ));
+                }
+            };
+        while written < io.head.len() {
+            match poll_fn(|cx| Pin::new(&mut io.stream).poll_write(cx, &io.head[written..])).await {
+                Ok(0) => return Err(lost(io::ErrorKind::WriteZero.into(), parts)),
+                Ok(n) => written += n,
+                Err(e) => return Err(lost(e, parts)),
+            }
+        }
+        if framing != RequestFraming::Empty {
+            *upload = Some(Upload::new(body, framing));
+        }
+
+        let mut write_error = None;
+        let mut armed = false;
+        poll_fn(|cx| {
+            if let Some(up) = upload.as_mut().filter(|up| !up.is_done()) {
+                match up.poll(cx, &mut io.stream) {
+                    // The client's body failed (too large, idle, gone): the exchange is over.
+                    Poll::Ready(Err(UploadError::Body(e))) => return Poll::Ready(Err(e)),
+                    // Keep reading: the upstream may have answered (413, 401) before it stopped
+                    // reading. The upload is over either way.
+                    Poll::Ready(Err(UploadError::Socket(e))) => {
+                        up.fail();
+                        write_error.get_or_insert(e);
+                    }
+                    Poll::Ready(Ok(())) | Poll::Pending => {}
+                }
+            }
+            if let Poll::Ready(head) = poll_head(io, cx, &parts.method, limits.max_head) {
+                return Poll::Ready(head);
+            }
+            // The `upstream_header` clock starts once the whole request is out.
+            if let Some(after) = limits.header_timeout {
+                if upload.as_ref().is_none_or(Upload::is_done) {
+                    if !armed {
+                        io.arm_timer(Instant::now() + after);
+                        armed = true;
+                    }
+                    if io.timer_expired(cx) {
+                        return Poll::Ready(Err(WireError {
+                            kind: ErrorKind::HeaderTimeout,
+                            what: "no response head within upstream_header",
+                        }));
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await
+        .map_err(|e| {
+            // A refused write explains a close better than the close itself.
+            let e = match write_error.take() {
+                Some(w) if e.kind == ErrorKind::Closed => w,
+                _ => e,
+            };
+            let kind = e.kind;
+            Failed::Lost(e.into(), kind, parts)
+        })
+    }
 }
 
 fn poll_head(
