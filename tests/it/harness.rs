@@ -142,6 +142,7 @@ mod apps;
 mod redis;
 pub use apps::{
     App, DnsServer, admin_upstreams, app_pool_config, dns_upstream_config, replica_state,
+    until_ready,
 };
 pub use redis::RedisServer;
 

@@ -155,12 +155,7 @@ async fn a_hash_on_a_field_the_gateway_writes_reads_the_value_it_sends() {
     let upstream = r#"hash_on = "header:X-Request-Id""#;
     let gw = Gateway::start(&app_pool_config(&[a.addr, b.addr], upstream, "", "")).await;
     for app in [&a, &b] {
-        eventually_async("both replicas are ready", || async {
-            replica_state(&gw, "app", app.addr)
-                .await
-                .is_some_and(|r| r["ready"] == true)
-        })
-        .await;
+        until_ready(&gw, "app", app.addr, "both replicas are ready").await;
     }
     for _ in 0..40 {
         let r = get(gw.addr("http"), "/", &[("x-request-id", "same")])

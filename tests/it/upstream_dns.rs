@@ -35,12 +35,7 @@ async fn a_dns_name_becomes_one_replica_per_address_and_follows_changes() {
     assert_eq!((first.hits(), second.hits()), (5, 5));
 
     dns.set(&[ip(2), ip(3), ip(4)]);
-    eventually_async("the third address joins, ready", || async {
-        replica_state(&gw, "app", third.addr)
-            .await
-            .is_some_and(|r| r["ready"] == true)
-    })
-    .await;
+    until_ready(&gw, "app", third.addr, "the third address joins, ready").await;
     for _ in 0..9 {
         get(gw.addr("http"), "/", &[]).await.unwrap();
     }
@@ -103,12 +98,7 @@ async fn hashed_keys_stay_put_when_dns_adds_a_replica_and_only_move_to_it() {
     assert_eq!(before, owners(&gw).await, "a key sticks to its replica");
 
     dns.set(&[ip(5), ip(6), ip(7), ip(8)]);
-    eventually_async("the fourth replica is ready", || async {
-        replica_state(&gw, "app", apps[3].addr)
-            .await
-            .is_some_and(|r| r["ready"] == true)
-    })
-    .await;
+    until_ready(&gw, "app", apps[3].addr, "the fourth replica is ready").await;
     let after = owners(&gw).await;
     let newcomer = apps[3].addr.to_string();
     let moved: Vec<_> = before.iter().zip(&after).filter(|(b, a)| b != a).collect();

@@ -10,7 +10,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::{Gateway, Upstream, full, get, is_probe};
+use super::{Gateway, Upstream, eventually_async, full, get, is_probe};
 
 /// A test app with controllable health endpoints: `/health/live` and `/health/ready` answer
 /// the status in `live` / `ready`; `/hold` waits until `release` is notified; every other
@@ -144,6 +144,16 @@ pub async fn replica_state(
         .iter()
         .find(|r| r["addr"] == addr.to_string())
         .cloned()
+}
+
+/// Waits until the admin view shows that replica of that upstream ready.
+pub async fn until_ready(gw: &Gateway, upstream: &str, addr: SocketAddr, what: &str) {
+    eventually_async(what, || async {
+        replica_state(gw, upstream, addr)
+            .await
+            .is_some_and(|r| r["ready"] == true)
+    })
+    .await;
 }
 
 /// A gateway whose upstream `app` has the `apps` as replicas, probed every 100 ms, on a
