@@ -31,8 +31,7 @@ fn plain(align: usize, size: usize) -> bool {
 }
 
 // The binary's one `unsafe`: an allocator is an unsafe trait by definition. (The library's
-// two build header values it has already checked: `http1::framing::parsed_value` and
-// `trace_context::hex_value`.)
+// one, `http1::framing::known_valid`, builds header values it has already checked.)
 #[allow(unsafe_code)]
 // SAFETY: every block comes from mimalloc and goes back to it; a block from `mi_malloc` is
 // aligned to `min(size, 16)` rounded down to a power of two, which `plain` checks against

@@ -118,8 +118,8 @@ struct Head {
 /// `handle`, `pipeline`, `proxy::forward` and the pool's `send` and `exchange` return an
 /// `async` block instead of being `async fn`s: an `async fn` moves its arguments into locals
 /// of its own when first polled (rust-lang/rust#62958), so the request would be copied once
-/// more at each level and held twice in the connection's future (about 270 instructions and
-/// a few cold cache lines written per request over the five).
+/// more at each level and held twice in the connection's future (about 270 instructions per
+/// request over the five).
 #[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
 pub fn handle(
     shared: Arc<Shared>,

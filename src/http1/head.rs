@@ -10,7 +10,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
-use super::framing::{Names, parse_length, parsed_value, push_field};
+use super::framing::{Names, known_valid, parse_length, push_field};
 
 /// Header fields tried first; a head with more is parsed again with the configured maximum.
 const FEW_HEADERS: usize = 24;
@@ -225,7 +225,7 @@ fn build(head: &Bytes, line: &Line, names: &mut Names) -> Result<(Request<()>, F
         } else if name == TE {
             trailers |= has_token(&value, b"trailers");
         }
-        headers.append(name, parsed_value(value));
+        headers.append(name, known_valid(value));
     }
     let framing = if chunked || coded {
         if line.http10 {

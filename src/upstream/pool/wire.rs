@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, requ
 
 use super::error::ErrorKind;
 use crate::http1::framing::{
-    Chunked, MAX_HEADERS, Malformed, Names, parse_length, parsed_value, push_field,
+    Chunked, MAX_HEADERS, Malformed, Names, known_valid, parse_length, push_field,
 };
 pub(super) use crate::http1::framing::{Decoded, chunk_line};
 
@@ -308,7 +308,7 @@ fn build_head(
         } else if name.as_str() == "keep-alive" {
             continue;
         }
-        headers.append(name, parsed_value(value_bytes));
+        headers.append(name, known_valid(value_bytes));
     }
     let no_body = *method == Method::HEAD
         || status.is_informational()
