@@ -202,7 +202,10 @@ pub fn forward(
         // After a failed attempt with nowhere else to go, that failure is the answer.
         let mut last_failure = None;
         let (mut resp, guard) = loop {
-            let Some(replica) = upstream.pick(key, &tried) else {
+            // One clock reading serves the pick, the pool (an idle connection's age, the
+            // `upstream_header` clock) and the round trip.
+            let started = Instant::now();
+            let Some(replica) = upstream.pick(key, &tried, started) else {
                 return Err(last_failure
                     .unwrap_or_else(|| RequestError::NoReplica(Arc::clone(&upstream.name))));
             };
@@ -213,17 +216,22 @@ pub fn forward(
                 replica: Arc::clone(&replica.label),
                 kind,
             };
-            let started = Instant::now();
             let result = replica
                 .pool
-                .send(request, added.as_slice(), route.timeouts.upstream_header)
+                .send(
+                    request,
+                    added.as_slice(),
+                    route.timeouts.upstream_header,
+                    started,
+                )
                 .await;
             let err = match result {
                 Ok(resp) => {
                     let verdict =
                         outlier::status_verdict(resp.status().as_u16(), upstream.count_5xx);
-                    let took = started.elapsed();
-                    replica.record(verdict, Some(took));
+                    let answered = Instant::now();
+                    let took = answered.saturating_duration_since(started);
+                    replica.record(verdict, Some(took), answered);
                     facts.duration = Some(took);
                     if observe {
                         replica.metrics.duration.observe(took);
@@ -237,7 +245,7 @@ pub fn forward(
                 return Err(client_err);
             }
             let failure = UpstreamFailure::Pool(err.kind);
-            replica.record(outlier::failure_verdict(failure), None);
+            replica.record(outlier::failure_verdict(failure), None, Instant::now());
             if observe {
                 replica.metrics.failed(failure);
             }

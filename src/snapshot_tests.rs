@@ -85,7 +85,7 @@ async fn health_and_counters_survive_a_rebuild_and_removed_replicas_drain() {
     assert!(!g.is_draining());
     assert!(
         second.upstreams["app"]
-            .pick(0, &[])
+            .pick(0, &[], tokio::time::Instant::now())
             .is_some_and(|r| Arc::ptr_eq(&r, g))
     );
     drop(in_flight);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use http::HeaderMap;
+use tokio::time::Instant;
 
 use crate::config::{HashOn, Policy};
 use crate::forwarded::Added;
@@ -136,15 +137,16 @@ impl Upstream {
         })
     }
 
-    /// Picks a replica for a request with hash `key`, skipping those in `tried`.
-    pub fn pick(&self, key: u64, tried: &[Arc<Replica>]) -> Option<Arc<Replica>> {
+    /// Picks a replica for a request with hash `key`, skipping those in `tried`; `now` is
+    /// when the attempt began.
+    pub fn pick(&self, key: u64, tried: &[Arc<Replica>], now: Instant) -> Option<Arc<Replica>> {
         let members = self.members.load();
         let gates: &[Gate] = if self.fail_open {
             &[Gate::Eligible, Gate::Live, Gate::Any]
         } else {
             &[Gate::Eligible]
         };
-        let now = self.state.now_us();
+        let now = self.state.us_at(now);
         // A retry does not take a turn of its own: the turn stays with the next request, so
         // one dead replica does not become every request's first choice.
         let turn = match (self.balance, tried.is_empty()) {

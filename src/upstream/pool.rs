@@ -203,6 +203,11 @@ where
     /// the moment the request, body included, has been written: a long upload is bounded by
     /// the body's own idle timeout, not by this.
     ///
+    /// `now` is the caller's clock reading for this attempt, taken just before: an idle
+    /// connection's age and, for a request written at once, the `upstream_header` clock are
+    /// counted from it, so that a request does not read the clock at every step (each read
+    /// is some 250 instructions with the arithmetic around it).
+    ///
     /// An `async` block rather than an `async fn`, for the reason given at `service::handle`.
     #[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
     pub fn send(
@@ -210,18 +215,20 @@ where
         mut request: Request<B>,
         added: &[(HeaderName, HeaderValue)],
         header_timeout: Option<Duration>,
+        now: Instant,
     ) -> impl Future<Output = Result<Response<PooledBody>, SendError<B>>> {
         async move {
             let is_connect = request.method() == Method::CONNECT;
             let mut fresh = false;
             loop {
-                let (mut conn, reused) = match self.checkout(fresh).await {
+                let (mut conn, reused, begun) = match self.checkout(fresh, now).await {
                     Ok(checked_out) => checked_out,
                     Err(failure) => return Err(failure.with_request(request)),
                 };
                 let limits = conn::Limits {
                     max_head: self.max_head,
                     header_timeout,
+                    begun,
                 };
                 let exchanged =
                     conn::exchange(&mut conn.io, &mut conn.upload, request, added, limits).await;
@@ -291,21 +298,29 @@ where
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A connection ready for one request, and whether it has served one before. `fresh`
-    /// skips idle connections (used for the transparent retry).
-    async fn checkout(&self, fresh: bool) -> Result<(Box<Conn<B>>, bool), Failure> {
+    /// A connection ready for one request, whether it has served one before, and when it was
+    /// ready: `now` for an idle one, else the clock read again (making a connection or
+    /// waiting for one takes time of its own). `fresh` skips idle connections (used for the
+    /// transparent retry).
+    async fn checkout(
+        &self,
+        fresh: bool,
+        now: Instant,
+    ) -> Result<(Box<Conn<B>>, bool, Instant), Failure> {
         if !fresh {
-            if let Some(conn) = self.take_idle() {
-                return Ok((conn, true));
+            if let Some(conn) = self.take_idle(now) {
+                return Ok((conn, true, now));
             }
         }
         // Connecting and queueing are boxed: they are rare, and their futures (a TCP connect
         // under a timeout, a select over a semaphore, a notification and a timer) would otherwise
         // size every request's future, which hyper keeps a slot for in every connection.
-        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-            return Ok((Box::pin(self.connect(permit)).await?, false));
-        }
-        Box::pin(self.wait(fresh)).await
+        let (conn, reused) = if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            (Box::pin(self.connect(permit)).await?, false)
+        } else {
+            Box::pin(self.wait(fresh)).await?
+        };
+        Ok((conn, reused, Instant::now()))
     }
 
     /// Wait, up to `queue_timeout`, for a connection to come back idle or for a slot. Slots
@@ -319,7 +334,7 @@ where
             // after the look still wakes us.
             returned.as_mut().enable();
             if !fresh {
-                if let Some(conn) = self.take_idle() {
+                if let Some(conn) = self.take_idle(Instant::now()) {
                     return Ok((conn, true));
                 }
             }
@@ -337,11 +352,14 @@ where
         }
     }
 
-    /// Pop the most recently returned usable idle connection; stale ones are dropped (closed).
-    fn take_idle(&self) -> Option<Box<Conn<B>>> {
+    /// Pop the most recently returned usable idle connection; stale ones (idle for
+    /// `idle_timeout` at `now`) are dropped (closed).
+    fn take_idle(&self, now: Instant) -> Option<Box<Conn<B>>> {
         loop {
             let mut conn = self.lock_idle().conns.pop_back()?;
-            if conn.idle_since.elapsed() < self.settings.idle_timeout && !conn.io.is_closed() {
+            if now.saturating_duration_since(conn.idle_since) < self.settings.idle_timeout
+                && !conn.io.is_closed()
+            {
                 return Some(conn);
             }
         }

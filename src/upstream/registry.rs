@@ -35,7 +35,13 @@ impl UpstreamState {
 
     /// Microseconds since this upstream was first seen; replica timestamps use this clock.
     pub fn now_us(&self) -> u64 {
-        self.clock.elapsed().as_micros() as u64
+        self.us_at(Instant::now())
+    }
+
+    /// [`now_us`](Self::now_us) for an instant the caller already read, so that one request
+    /// reads the clock once for its pick, its idle connection and its record.
+    pub fn us_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.clock).as_micros() as u64
     }
 
     /// The replicas still in rotation (alive and not draining).

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::RequestBody;
@@ -167,10 +168,10 @@ impl Replica {
         (since as f64 / total).clamp(0.05, 1.0)
     }
 
-    /// Records the outcome of one exchange: latency on a response head, failure streaks and
-    /// ejection.
-    pub fn record(&self, verdict: Verdict, rtt: Option<Duration>) {
-        let now = self.state.now_us();
+    /// Records the outcome of one exchange that ended at `at`: latency on a response head,
+    /// failure streaks and ejection.
+    pub fn record(&self, verdict: Verdict, rtt: Option<Duration>, at: Instant) {
+        let now = self.state.us_at(at);
         if let Some(rtt) = rtt {
             self.latency.observe(rtt.as_micros() as f64, now);
         }

@@ -181,6 +181,10 @@ pub(super) struct Limits {
     pub(super) max_head: usize,
     /// Longest wait for the response head once the request is written.
     pub(super) header_timeout: Option<Duration>,
+    /// The clock read just before the exchange. It stands for the moment the request went
+    /// out when the head was written at once and no body follows; otherwise the clock is
+    /// read again once the request is out.
+    pub(super) begun: Instant,
 }
 
 /// The outcome of a failed exchange.
@@ -242,7 +246,9 @@ where
                     ));
                 }
             };
+        let mut sent_at = Some(limits.begun);
         while written < io.head.len() {
+            sent_at = None;
             match poll_fn(|cx| Pin::new(&mut io.stream).poll_write(cx, &io.head[written..])).await {
                 Ok(0) => return Err(lost(io::ErrorKind::WriteZero.into(), parts)),
                 Ok(n) => written += n,
@@ -251,6 +257,7 @@ where
         }
         if framing != RequestFraming::Empty {
             *upload = Some(Upload::new(body, framing));
+            sent_at = None;
         }
 
         let mut write_error = None;
@@ -276,7 +283,7 @@ where
             if let Some(after) = limits.header_timeout {
                 if upload.as_ref().is_none_or(Upload::is_done) {
                     if !armed {
-                        io.arm_timer(Instant::now() + after);
+                        io.arm_timer(sent_at.unwrap_or_else(Instant::now) + after);
                         armed = true;
                     }
                     if io.timer_expired(cx) {

@@ -183,7 +183,7 @@ pub(super) fn get(path: &str) -> Request<TestBody> {
 
 /// Send a request and read the whole response body.
 pub(super) async fn fetch(pool: &Pool<TestBody>, req: Request<TestBody>) -> (Response<()>, Bytes) {
-    let response = pool.send(req, &[], None).await.unwrap();
+    let response = pool.send(req, &[], None, Instant::now()).await.unwrap();
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     (Response::from_parts(parts, ()), bytes)
