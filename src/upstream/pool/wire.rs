@@ -158,19 +158,47 @@ pub(super) fn parse_head(
 ) -> Result<Option<ResponseHead>, WireError> {
     loop {
         // Most heads have a handful of fields: a small table first, the full one if needed.
-        let parsed = match parse_status::<FEW_HEADERS>(buf, max) {
-            Err(WireError { what: TOO_MANY, .. }) => parse_status::<MAX_HEADERS>(buf, max),
+        let parsed = match parse_one::<FEW_HEADERS>(buf, names, method, max) {
+            Err(WireError { what: TOO_MANY, .. }) => {
+                parse_one::<MAX_HEADERS>(buf, names, method, max)
+            }
             parsed => parsed,
         };
-        let Some(status) = parsed? else {
-            return Ok(None);
-        };
-        let head = buf.split_to(status.len).freeze();
-        if status.code.is_informational() && status.code != StatusCode::SWITCHING_PROTOCOLS {
-            continue;
+        match parsed? {
+            Parsed::Partial => return Ok(None),
+            Parsed::Informational => continue,
+            Parsed::Final(head) => return Ok(Some(head)),
         }
-        return build_head(&head, &status, names, method).map(Some);
     }
+}
+
+/// What one head at the front of the buffer turned out to be.
+enum Parsed {
+    /// More bytes are needed.
+    Partial,
+    /// A 1xx other than 101, consumed and skipped.
+    Informational,
+    Final(ResponseHead),
+}
+
+/// One head, with room for `N` fields. Where the fields sit is noted in a table on the stack
+/// while httparse borrows the buffer, then read from the head once it is split off.
+fn parse_one<const N: usize>(
+    buf: &mut BytesMut,
+    names: &mut Names,
+    method: &Method,
+    max: usize,
+) -> Result<Parsed, WireError> {
+    let mut fields = [Field::default(); N];
+    let Some(status) = parse_status(buf, max, &mut fields)? else {
+        return Ok(Parsed::Partial);
+    };
+    let head = buf.split_to(status.len).freeze();
+    if status.code.is_informational() && status.code != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(Parsed::Informational);
+    }
+    let fields = &fields[..status.fields];
+    build_head(&head, &status, fields, names, method).map(Parsed::Final)
 }
 
 /// Fields the gateway may add to a response head.
@@ -188,15 +216,20 @@ struct Field {
     value: (u32, u32),
 }
 
-/// A status line and where the head's fields are.
+/// A status line, and how many fields the head has.
 struct Status {
     len: usize,
     code: StatusCode,
     version: Version,
-    fields: Vec<Field>,
+    fields: usize,
 }
 
-fn parse_status<const N: usize>(buf: &BytesMut, max: usize) -> Result<Option<Status>, WireError> {
+/// Parses the status line and notes where each field is in `fields`.
+fn parse_status<const N: usize>(
+    buf: &BytesMut,
+    max: usize,
+    fields: &mut [Field; N],
+) -> Result<Option<Status>, WireError> {
     let mut headers = [httparse::EMPTY_HEADER; N];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {
@@ -219,23 +252,19 @@ fn parse_status<const N: usize>(buf: &BytesMut, max: usize) -> Result<Option<Sta
     };
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let fields = response
-        .headers
-        .iter()
-        .map(|header| {
-            let name = offset(header.name.as_bytes());
-            let value = offset(header.value);
-            Field {
-                name: (name, name + header.name.len() as u32),
-                value: (value, value + header.value.len() as u32),
-            }
-        })
-        .collect();
+    for (field, header) in fields.iter_mut().zip(response.headers.iter()) {
+        let name = offset(header.name.as_bytes());
+        let value = offset(header.value);
+        *field = Field {
+            name: (name, name + header.name.len() as u32),
+            value: (value, value + header.value.len() as u32),
+        };
+    }
     Ok(Some(Status {
         len,
         code,
         version,
-        fields,
+        fields: response.headers.len(),
     }))
 }
 
@@ -249,16 +278,11 @@ fn too_large() -> WireError {
 fn build_head(
     head: &Bytes,
     status: &Status,
+    fields: &[Field],
     names: &mut Names,
     method: &Method,
 ) -> Result<ResponseHead, WireError> {
-    let Status {
-        code: status,
-        version,
-        fields,
-        ..
-    } = status;
-    let (status, version) = (*status, *version);
+    let (status, version) = (status.code, status.version);
     // Room for what the gateway adds to every response (request id, `Server`, HSTS, rate
     // limit fields) without growing the map.
     let mut headers = HeaderMap::with_capacity(fields.len() + RESPONSE_HEADROOM);
