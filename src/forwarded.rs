@@ -479,7 +479,7 @@ pub fn request_id(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
     }
     let mut id = [0u8; 32];
     crate::trace_context::hex(fastrand::u128(..), &mut id);
-    crate::trace_context::hex_header(&id)
+    crate::trace_context::hex_header(id)
 }
 
 fn is_valid_request_id(id: &[u8]) -> bool {

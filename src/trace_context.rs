@@ -52,7 +52,7 @@ impl TraceContext {
         }
         let mut buf = [0u8; 55];
         self.write_traceparent(&mut buf);
-        Some(hex_header(&buf))
+        Some(hex_header(buf))
     }
 
     /// `00-<trace id>-<span id>-<flags>`.
@@ -95,10 +95,12 @@ pub(crate) fn hex(mut v: u128, out: &mut [u8]) {
 }
 
 /// Hex digits and dashes as a header value, without checking each byte again: they are
-/// visible ASCII by construction.
-pub(crate) fn hex_header(text: &[u8]) -> HeaderValue {
+/// visible ASCII by construction. The array becomes the value's own shared allocation, so a
+/// clone (the request id goes to the app and back to the client) is a reference count; a
+/// value copied from a slice is promoted on its first clone, a second allocation.
+pub(crate) fn hex_header<const N: usize>(text: [u8; N]) -> HeaderValue {
     debug_assert!(text.iter().all(|&b| b.is_ascii_hexdigit() || b == b'-'));
-    crate::http1::framing::known_valid(bytes::Bytes::copy_from_slice(text))
+    crate::http1::framing::known_valid(bytes::Bytes::from_owner(text))
 }
 
 /// The eight hex digits of `v`, all at once: each nibble spread into a byte of its own, then
