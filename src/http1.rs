@@ -30,7 +30,7 @@ use bytes::{Buf, Bytes};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 pub mod framing;
 mod head;
@@ -101,7 +101,6 @@ pub async fn serve<S, F, B>(
                 cx,
                 &wire,
                 limits,
-                close,
                 closing.as_mut(),
                 aged.as_mut(),
                 header_timer.as_mut(),
@@ -195,8 +194,7 @@ fn poll_head(
     cx: &mut Context<'_>,
     wire: &Shared,
     limits: Limits,
-    close: &CancellationToken,
-    closing: Pin<&mut impl Future<Output = ()>>,
+    closing: Pin<&mut WaitForCancellationFuture<'_>>,
     aged: Option<&mut Pin<Box<Sleep>>>,
     timer: Pin<&mut Sleep>,
 ) -> Poll<Next> {
@@ -236,10 +234,11 @@ fn poll_head(
         }
     }
     // Between requests (nothing of the next one read yet), the connection may be asked to
-    // finish; a head that has started is answered first.
+    // finish; a head that has started is answered first. (Polling `closing` checks the token
+    // itself first: a second check would take its lock once more.)
     let between = w.read.is_empty();
     drop(w);
-    if between && (close.is_cancelled() || closing.poll(cx).is_ready()) {
+    if between && closing.poll(cx).is_ready() {
         return Poll::Ready(Next::End);
     }
     if between && aged.is_some_and(|aged| aged.as_mut().poll(cx).is_ready()) {
