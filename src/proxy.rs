@@ -172,7 +172,7 @@ pub fn forward(
                 Arc::clone(recorded),
             );
             // Only a body that may be replayed after it was sent is worth holding back: an
-            // unsent request comes back from the pool whole, whatever its body.
+            // unsent request's body comes back from the pool whole, whatever it is.
             let small = content_length(&parts.headers).is_some_and(|n| n <= upstream.retry_buffer);
             if idempotent && small && !upgrade {
                 let bytes = client
@@ -190,14 +190,16 @@ pub fn forward(
 
         let key = upstream.hash_key(&parts.headers, &added, resolved.client.ip);
         upstream.budget.deposit();
-        // What a lost request's body is rebuilt from (its head comes back from the pool); kept
+        // What a lost request's body is rebuilt from (its head never left); kept
         // only when it could be replayed elsewhere.
         let replay = (idempotent
             && replayable
             && upstream.members().replicas.len() > 1
             && !upstream.budget.never_grants())
         .then(|| Replay::keep(&body));
-        let mut request = Request::from_parts(parts, body);
+        // The head stays here for every attempt; only the body goes to the pool (and comes
+        // back from it unsent), so the request is not moved from layer to layer.
+        let mut body = body;
         let mut tried: Vec<Arc<Replica>> = Vec::new();
         // After a failed attempt with nowhere else to go, that failure is the answer.
         let mut last_failure = None;
@@ -219,7 +221,8 @@ pub fn forward(
             let result = replica
                 .pool
                 .send(
-                    request,
+                    &parts,
+                    body,
                     added.as_slice(),
                     route.timeouts.upstream_header,
                     started,
@@ -249,15 +252,11 @@ pub fn forward(
             if observe {
                 replica.metrics.failed(failure);
             }
-            let (attempt, next) = match err.request {
+            let (attempt, next) = match err.body {
                 Some(unsent) => (Attempt::Unsent, Some(unsent)),
-                None if matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset) => (
-                    Attempt::Lost,
-                    replay
-                        .as_ref()
-                        .zip(err.lost_head)
-                        .map(|(r, head)| r.request(head)),
-                ),
+                None if matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset) => {
+                    (Attempt::Lost, replay.as_ref().map(Replay::body))
+                }
                 None => (Attempt::Final, None),
             };
             let retry = next
@@ -285,7 +284,7 @@ pub fn forward(
             last_failure = Some(upstream_err(failure));
             drop(guard);
             tried.push(replica);
-            request = next;
+            body = next;
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -337,7 +336,7 @@ fn client_fault(fault: Option<&BodyFault>, route: &Route) -> Option<RequestError
 }
 
 /// The body of a replayable request (none, or a buffered one), to send it again after the
-/// first attempt was lost. The head needs no copy: the pool hands back a lost request's head.
+/// first attempt was lost. The head needs no copy: the pool only borrows it.
 struct Replay {
     body: Option<bytes::Bytes>,
 }
@@ -352,12 +351,11 @@ impl Replay {
         }
     }
 
-    fn request(&self, head: http::request::Parts) -> Request<RequestBody> {
-        let body = match &self.body {
+    fn body(&self) -> RequestBody {
+        match &self.body {
             Some(b) => RequestBody::Full(Some(b.clone())),
             None => RequestBody::Empty,
-        };
-        Request::from_parts(head, body)
+        }
     }
 }
 

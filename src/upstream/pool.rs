@@ -39,7 +39,7 @@ use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode, request};
 use http_body::Body;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -193,7 +193,9 @@ where
         self.addr
     }
 
-    /// Send one request (origin-form URI, headers already rewritten by the caller).
+    /// Send one request (origin-form URI, headers already rewritten by the caller). The
+    /// caller keeps the head (`parts`), so a request sent again, elsewhere or replayed, is not
+    /// handed back and forth: only an unsent body comes back, in the error.
     ///
     /// Returns the response whose body, when read to the end, hands the connection back to the
     /// idle list. If the response is an upgrade (101, or a 2xx to CONNECT), the connection is
@@ -212,18 +214,19 @@ where
     #[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
     pub fn send(
         &self,
-        mut request: Request<B>,
+        parts: &request::Parts,
+        mut body: B,
         added: &[(HeaderName, HeaderValue)],
         header_timeout: Option<Duration>,
         now: Instant,
     ) -> impl Future<Output = Result<Response<PooledBody>, SendError<B>>> {
         async move {
-            let is_connect = request.method() == Method::CONNECT;
+            let is_connect = parts.method == Method::CONNECT;
             let mut fresh = false;
             loop {
                 let (mut conn, reused, begun) = match self.checkout(fresh, now).await {
                     Ok(checked_out) => checked_out,
-                    Err(failure) => return Err(failure.with_request(request)),
+                    Err(failure) => return Err(failure.with_body(body)),
                 };
                 let limits = conn::Limits {
                     max_head: self.max_head,
@@ -231,7 +234,8 @@ where
                     begun,
                 };
                 let exchanged =
-                    conn::exchange(&mut conn.io, &mut conn.upload, request, added, limits).await;
+                    conn::exchange(&mut conn.io, &mut conn.upload, parts, body, added, limits)
+                        .await;
                 match exchanged {
                     Ok(head) => return Ok(self.lease(conn, head, is_connect)),
                     // The app closed a kept-alive connection just as we picked it and nothing was
@@ -239,22 +243,20 @@ where
                     // connection, which cannot have that race.
                     Err(Failed::Unsent(back, error, _)) if reused && !fresh => {
                         tracing::debug!(addr = %self.addr, %error, "reused connection closed before sending; retrying on a new one");
-                        request = back;
+                        body = back;
                         fresh = true;
                     }
                     Err(Failed::Unsent(back, error, kind)) => {
                         return Err(SendError {
                             kind,
-                            request: Some(back),
-                            lost_head: None,
+                            body: Some(back),
                             source: Some(error),
                         });
                     }
-                    Err(Failed::Lost(error, kind, head)) => {
+                    Err(Failed::Lost(error, kind)) => {
                         return Err(SendError {
                             kind,
-                            request: None,
-                            lost_head: Some(head),
+                            body: None,
                             source: Some(error),
                         });
                     }

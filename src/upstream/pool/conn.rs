@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Method, Request, request};
+use http::{HeaderName, HeaderValue, Method, request};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -189,23 +189,23 @@ pub(super) struct Limits {
 
 /// The outcome of a failed exchange.
 pub(super) enum Failed<B> {
-    /// Nothing reached the upstream: the request comes back whole.
-    Unsent(Request<B>, BoxError, ErrorKind),
-    /// Some or all of the request was written; the connection is unusable. The head comes
-    /// back (not the body, which was consumed) so a replayable request can be sent again
-    /// without having been copied.
-    Lost(BoxError, ErrorKind, request::Parts),
+    /// Nothing reached the upstream: the body comes back whole (the caller kept the head).
+    Unsent(B, BoxError, ErrorKind),
+    /// Some or all of the request was written; the connection is unusable. The body was
+    /// consumed; a replayable request is sent again from the head the caller kept.
+    Lost(BoxError, ErrorKind),
 }
 
-/// Sends the request on `io` and reads the response head. A request body still uploading
-/// when the head arrives (an early answer, or a full-duplex app) is left in `upload` to be
-/// finished alongside the response body. An `async` block rather than an `async fn`, for
-/// the reason given at `service::handle`.
+/// Sends the request (`parts`, which the caller keeps, and `body`) on `io` and reads the
+/// response head. A request body still uploading when the head arrives (an early answer, or
+/// a full-duplex app) is left in `upload` to be finished alongside the response body. An
+/// `async` block rather than an `async fn`, for the reason given at `service::handle`.
 #[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
 pub(super) fn exchange<B>(
     io: &mut Io,
     upload: &mut Option<Upload<B>>,
-    request: Request<B>,
+    parts: &request::Parts,
+    body: B,
     added: &[(HeaderName, HeaderValue)],
     limits: Limits,
 ) -> impl Future<Output = Result<ResponseHead, Failed<B>>>
@@ -214,7 +214,6 @@ where
     B::Error: Into<BoxError>,
 {
     async move {
-        let (parts, body) = request.into_parts();
         let (framing, add) = match wire::request_framing(
             &parts.headers,
             body.is_end_stream(),
@@ -223,14 +222,10 @@ where
             Ok(framing) => framing,
             Err(e) => {
                 let kind = e.kind;
-                return Err(Failed::Unsent(
-                    Request::from_parts(parts, body),
-                    e.into(),
-                    kind,
-                ));
+                return Err(Failed::Unsent(body, e.into(), kind));
             }
         };
-        wire::encode_head(&mut io.head, &parts, added, framing, add);
+        wire::encode_head(&mut io.head, parts, added, framing, add);
 
         // The first write decides whether the request can come back: if the socket refuses it
         // outright (the upstream reset an idle connection), nothing was sent.
@@ -239,20 +234,16 @@ where
                 Ok(n) => n,
                 Err(e) => {
                     let kind = io_kind(&e);
-                    return Err(Failed::Unsent(
-                        Request::from_parts(parts, body),
-                        e.into(),
-                        kind,
-                    ));
+                    return Err(Failed::Unsent(body, e.into(), kind));
                 }
             };
         let mut sent_at = Some(limits.begun);
         while written < io.head.len() {
             sent_at = None;
             match poll_fn(|cx| Pin::new(&mut io.stream).poll_write(cx, &io.head[written..])).await {
-                Ok(0) => return Err(lost(io::ErrorKind::WriteZero.into(), parts)),
+                Ok(0) => return Err(lost(io::ErrorKind::WriteZero.into())),
                 Ok(n) => written += n,
-                Err(e) => return Err(lost(e, parts)),
+                Err(e) => return Err(lost(e)),
             }
         }
         if framing != RequestFraming::Empty {
@@ -304,7 +295,7 @@ where
                 _ => e,
             };
             let kind = e.kind;
-            Failed::Lost(e.into(), kind, parts)
+            Failed::Lost(e.into(), kind)
         })
     }
 }
@@ -355,9 +346,9 @@ fn io_failure(e: &io::Error) -> WireError {
     }
 }
 
-fn lost<B>(e: io::Error, parts: request::Parts) -> Failed<B> {
+fn lost<B>(e: io::Error) -> Failed<B> {
     let kind = io_kind(&e);
-    Failed::Lost(e.into(), kind, parts)
+    Failed::Lost(e.into(), kind)
 }
 
 /// Why an upload stopped.

@@ -3,8 +3,6 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use http::Request;
-
 /// Boxed error used as the `source` of pool failures.
 pub(super) type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -58,13 +56,10 @@ impl fmt::Display for ErrorKind {
 pub struct SendError<B> {
     /// What went wrong.
     pub kind: ErrorKind,
-    /// The request, when it is certain that no byte of it reached the upstream (connect
-    /// failure, queue timeout, or a reused connection refused its first byte) — so the caller
-    /// may retry it elsewhere.
-    pub request: Option<Request<B>>,
-    /// The head of a request that was written, at least in part, and lost: what a replay is
-    /// rebuilt from.
-    pub lost_head: Option<http::request::Parts>,
+    /// The request's body, when it is certain that no byte of the request reached the
+    /// upstream (connect failure, queue timeout, or a reused connection refused its first
+    /// byte) — so the caller may send it elsewhere, with the head it kept.
+    pub body: Option<B>,
     /// The underlying error, if any.
     pub source: Option<BoxError>,
 }
@@ -73,7 +68,7 @@ impl<B> fmt::Debug for SendError<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendError")
             .field("kind", &self.kind)
-            .field("request_returned", &self.request.is_some())
+            .field("body_returned", &self.body.is_some())
             .field("source", &self.source)
             .finish()
     }
@@ -107,11 +102,10 @@ impl Failure {
         }
     }
 
-    pub(super) fn with_request<B>(self, request: Request<B>) -> SendError<B> {
+    pub(super) fn with_body<B>(self, body: B) -> SendError<B> {
         SendError {
             kind: self.kind,
-            request: Some(request),
-            lost_head: None,
+            body: Some(body),
             source: self.source,
         }
     }

@@ -1,5 +1,6 @@
 use super::*;
 
+use http::Request;
 use http_body_util::{BodyExt, Empty, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
@@ -15,7 +16,8 @@ fn futures_and_bodies_can_cross_threads() {
     fn send<T: Send>(_: T) {}
     let pool = Pool::<TestBody>::new(([127, 0, 0, 1], 9).into(), settings());
     send_sync(&pool);
-    send(pool.send(get("/"), &[], None, Instant::now()));
+    let (head, body) = get("/").into_parts();
+    send(pool.send(&head, body, &[], None, Instant::now()));
     let _: fn(PooledBody) = |body| send_sync(&body);
 }
 
@@ -47,10 +49,7 @@ async fn sequential_requests_reuse_one_connection() {
     assert_eq!(body, "ok");
     let (second, _) = fetch(&pool, get("/")).await;
     // A body-less response goes back to the idle list without being read.
-    let third = pool
-        .send(get("/empty"), &[], None, Instant::now())
-        .await
-        .unwrap();
+    let third = send_req(&pool, get("/empty"), None).await.unwrap();
     assert_eq!(third.status(), StatusCode::NO_CONTENT);
     let (fourth, _) = fetch(&pool, get("/")).await;
 
@@ -73,9 +72,9 @@ async fn most_recently_returned_connection_is_used_first() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
 
-    let (a, b) = tokio::join!(pool.send(get("/hold"), &[], None, Instant::now()), async {
+    let (a, b) = tokio::join!(send_req(&pool, get("/hold"), None), async {
         eventually("first request held", || upstream.held() == 1).await;
-        let b = pool.send(get("/hold"), &[], None, Instant::now());
+        let b = send_req(&pool, get("/hold"), None);
         upstream.release(2);
         b.await
     });
@@ -96,11 +95,7 @@ async fn a_consumer_that_stops_at_end_of_stream_still_returns_the_connection() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
 
-    let mut body = pool
-        .send(get("/"), &[], None, Instant::now())
-        .await
-        .unwrap()
-        .into_body();
+    let mut body = send_req(&pool, get("/"), None).await.unwrap().into_body();
     while !body.is_end_stream() {
         body.frame().await.unwrap().unwrap();
     }
@@ -130,12 +125,9 @@ async fn connect_refused_hands_the_request_back() {
         .unwrap();
     let pool = Pool::new(addr, settings());
 
-    let err = pool
-        .send(get("/refused"), &[], None, Instant::now())
-        .await
-        .unwrap_err();
+    let err = send_req(&pool, get("/refused"), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::ConnectRefused);
-    assert_eq!(err.request.unwrap().uri().path(), "/refused");
+    assert!(err.body.is_some(), "an unsent body comes back");
     assert_eq!(pool.stats().open, 0);
 }
 
@@ -163,12 +155,9 @@ async fn connect_gives_up_after_connect_timeout() {
         },
     );
 
-    let err = pool
-        .send(get("/slow"), &[], None, Instant::now())
-        .await
-        .unwrap_err();
+    let err = send_req(&pool, get("/slow"), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::ConnectTimeout);
-    assert_eq!(err.request.unwrap().uri().path(), "/slow");
+    assert!(err.body.is_some(), "an unsent body comes back");
     assert_eq!(pool.stats().open, 0);
 }
 
@@ -228,12 +217,9 @@ async fn queue_timeout_hands_the_request_back() {
     let ((), held) = tokio::join!(
         async {
             eventually("first request held", || upstream.held() == 1).await;
-            let err = pool
-                .send(get("/queued"), &[], None, Instant::now())
-                .await
-                .unwrap_err();
+            let err = send_req(&pool, get("/queued"), None).await.unwrap_err();
             assert_eq!(err.kind, ErrorKind::QueueTimeout);
-            assert_eq!(err.request.unwrap().uri().path(), "/queued");
+            assert!(err.body.is_some(), "an unsent body comes back");
             assert_eq!(pool.stats().waiting, 0);
             upstream.release(1);
         },
@@ -404,17 +390,13 @@ async fn a_request_lost_after_it_was_written_is_not_handed_back() {
     let (addr, accepted) = silent_upstream(true).await;
     let pool = Pool::new(addr, settings());
 
-    let err = pool
-        .send(get("/lost"), &[], None, Instant::now())
-        .await
-        .unwrap_err();
+    let err = send_req(&pool, get("/lost"), None).await.unwrap_err();
     assert!(
         matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset),
         "{err:?}"
     );
-    assert!(err.request.is_none());
-    // Its head comes back, to be replayed elsewhere if the request allows it.
-    assert_eq!(err.lost_head.unwrap().uri.path(), "/lost");
+    // Its body is gone; the caller kept the head, to replay it elsewhere if it may.
+    assert!(err.body.is_none());
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
@@ -424,13 +406,10 @@ async fn the_header_timeout_runs_from_the_end_of_the_request_body() {
     let pool = Pool::new(upstream.addr, settings());
     let timeout = Some(Duration::from_millis(100));
 
-    // The app holds the answer past the timeout: 504-worthy, and its head comes back.
-    let held = pool
-        .send(get("/hold"), &[], timeout, Instant::now())
-        .await
-        .unwrap_err();
+    // The app holds the answer past the timeout: 504-worthy, and not to be sent again as is.
+    let held = send_req(&pool, get("/hold"), timeout).await.unwrap_err();
     assert_eq!(held.kind, ErrorKind::HeaderTimeout);
-    assert_eq!(held.lost_head.unwrap().uri.path(), "/hold");
+    assert!(held.body.is_none());
     upstream.release(1);
 
     // A body that takes longer than the timeout to arrive does not count against it.
@@ -438,7 +417,7 @@ async fn the_header_timeout_runs_from_the_end_of_the_request_body() {
     let req = Request::post("/upload")
         .body(ChannelBody(rx).boxed())
         .unwrap();
-    let (response, ()) = tokio::join!(pool.send(req, &[], timeout, Instant::now()), async {
+    let (response, ()) = tokio::join!(send_req(&pool, req, timeout), async {
         chunks.send(Bytes::from_static(b"slow")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         chunks.send(Bytes::from_static(b"body")).await.unwrap();
@@ -455,10 +434,7 @@ async fn a_failure_on_a_new_connection_is_not_retried() {
     let (addr, accepted) = silent_upstream(false).await;
     let pool = Pool::new(addr, settings());
 
-    let err = pool
-        .send(get("/once"), &[], None, Instant::now())
-        .await
-        .unwrap_err();
+    let err = send_req(&pool, get("/once"), None).await.unwrap_err();
     assert!(
         matches!(err.kind, ErrorKind::Closed | ErrorKind::Reset),
         "{err:?}"
@@ -471,12 +447,9 @@ async fn an_oversized_response_head_is_reported() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
 
-    let err = pool
-        .send(get("/big-head"), &[], None, Instant::now())
-        .await
-        .unwrap_err();
+    let err = send_req(&pool, get("/big-head"), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::ResponseHeadTooLarge, "{err:?}");
-    assert!(err.request.is_none());
+    assert!(err.body.is_none());
     assert_eq!(pool.stats().idle, 0);
 
     let big_enough = Pool::new(
@@ -541,10 +514,7 @@ async fn dropping_a_body_early_discards_its_connection() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(upstream.addr, settings());
 
-    let response = pool
-        .send(get("/large"), &[], None, Instant::now())
-        .await
-        .unwrap();
+    let response = send_req(&pool, get("/large"), None).await.unwrap();
     drop(response);
     eventually("the upstream to see the connection closed", || {
         upstream.closed() == 1
@@ -625,7 +595,7 @@ async fn an_upgraded_connection_is_handed_over_and_never_pooled() {
         .body(Empty::new().boxed())
         .unwrap();
 
-    let mut response = pool.send(req, &[], None, Instant::now()).await.unwrap();
+    let mut response = send_req(&pool, req, None).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(pool.stats().open, 0, "a tunnel holds no slot");
     let mut tunnel = response.body_mut().take_upgraded().unwrap();
@@ -664,10 +634,7 @@ async fn a_chunked_answer_split_anywhere_is_decoded_with_its_trailers() {
     .await;
     let pool = Pool::new(addr, settings());
 
-    let response = pool
-        .send(get("/"), &[], None, Instant::now())
-        .await
-        .unwrap();
+    let response = send_req(&pool, get("/"), None).await.unwrap();
     assert!(!response.headers().contains_key("transfer-encoding"));
     let collected = response.into_body().collect().await.unwrap();
     assert_eq!(collected.trailers().unwrap()["x-t"], "1");

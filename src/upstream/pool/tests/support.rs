@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::upstream::pool::{Pool, PoolSettings};
+use crate::upstream::pool::{Pool, PoolSettings, PooledBody, SendError};
 
 pub(super) type TestBody = BoxBody<Bytes, Infallible>;
 
@@ -181,9 +181,21 @@ pub(super) fn get(path: &str) -> Request<TestBody> {
         .unwrap()
 }
 
+/// [`Pool::send`] for a whole request, as the proxy sends one: the head kept here, the body
+/// handed over.
+pub(super) async fn send_req(
+    pool: &Pool<TestBody>,
+    req: Request<TestBody>,
+    header_timeout: Option<Duration>,
+) -> Result<Response<PooledBody>, SendError<TestBody>> {
+    let (head, body) = req.into_parts();
+    pool.send(&head, body, &[], header_timeout, Instant::now())
+        .await
+}
+
 /// Send a request and read the whole response body.
 pub(super) async fn fetch(pool: &Pool<TestBody>, req: Request<TestBody>) -> (Response<()>, Bytes) {
-    let response = pool.send(req, &[], None, Instant::now()).await.unwrap();
+    let response = send_req(pool, req, None).await.unwrap();
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     (Response::from_parts(parts, ()), bytes)
