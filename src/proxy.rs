@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST, UPGRADE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, Version, request};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use tokio::time::Instant;
@@ -59,12 +59,14 @@ pub struct Forward<'a> {
     pub route_lives: &'a HashMap<RouteId, RouteLife>,
 }
 
-/// Sends the request to a replica; returns the response for the client. An `async` block
-/// rather than an `async fn`, for the reason given at `service::handle`.
+/// Sends the request to a replica; returns the response for the client. The head is
+/// rewritten in place for the app. An `async` block rather than an `async fn`, for the
+/// reason given at `service::handle`.
 #[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
-pub fn forward(
-    ctx: Forward<'_>,
-    req: Request<Inbound>,
+pub fn forward<'a>(
+    ctx: Forward<'a>,
+    parts: &'a mut request::Parts,
+    body: Inbound,
 ) -> impl Future<Output = Result<Response<ResponseBody>, RequestError>> {
     async move {
         let Forward {
@@ -83,7 +85,6 @@ pub fn forward(
         } = ctx;
         // Replica and upstream counters move only when the route counts (`metrics.enabled`).
         let observe = route.metrics.is_some();
-        let (mut parts, body) = req.into_parts();
 
         // Decide everything about the body before it is polled: the connection sends
         // `100 Continue` only when the body is first read, so a refused request never gets one.
@@ -197,8 +198,8 @@ pub fn forward(
             && upstream.members().replicas.len() > 1
             && !upstream.budget.never_grants())
         .then(|| Replay::keep(&body));
-        // The head stays here for every attempt; only the body goes to the pool (and comes
-        // back from it unsent), so the request is not moved from layer to layer.
+        // The head stays where `service::handle` split it off, for every attempt; only the
+        // body goes to the pool (and comes back from it unsent).
         let mut body = body;
         let mut tried: Vec<Arc<Replica>> = Vec::new();
         // After a failed attempt with nowhere else to go, that failure is the answer.
@@ -221,7 +222,7 @@ pub fn forward(
             let result = replica
                 .pool
                 .send(
-                    &parts,
+                    parts,
                     body,
                     added.as_slice(),
                     route.timeouts.upstream_header,

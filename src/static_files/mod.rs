@@ -33,7 +33,7 @@ use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
     ETAG, HeaderName, LAST_MODIFIED, LOCATION, VARY, X_CONTENT_TYPE_OPTIONS,
 };
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, request};
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::OnceCell;
@@ -126,13 +126,13 @@ impl StaticSite {
     }
 
     /// Serves `req` for the normalised `path` under the route's `prefix`.
-    pub async fn serve<B>(
+    pub async fn serve(
         &self,
-        req: &Request<B>,
+        req: &request::Parts,
         path: &str,
         prefix: &str,
     ) -> Result<Response<ResponseBody>, RequestError> {
-        let head = match *req.method() {
+        let head = match req.method {
             Method::GET => false,
             Method::HEAD => true,
             _ => return Err(RequestError::MethodNotAllowed),
@@ -147,7 +147,7 @@ impl StaticSite {
             Cow::Owned(p) if target.dir => Cow::Owned(format!("{p}/")),
             Cow::Owned(p) => Cow::Borrowed(p.as_str()),
         };
-        let headers = req.headers();
+        let headers = &req.headers;
 
         if let Some(entry) = self.site.cache.get(&key) {
             if !self.site.cache.due(&entry) || self.unchanged(&entry).await {
@@ -181,7 +181,7 @@ impl StaticSite {
         match loaded {
             Loaded::Cached(entry) => Ok(respond_cached(&entry, headers, head)),
             Loaded::Stream(streamed) => respond_streamed(*streamed, headers, head),
-            Loaded::AddSlash => Ok(add_slash(path, req.uri().query())),
+            Loaded::AddSlash => Ok(add_slash(path, req.uri.query())),
             Loaded::NotFound => Err(RequestError::File(FileError::NotFound)),
         }
     }

@@ -27,7 +27,7 @@ fn config(root: &Path) -> StaticConfig {
 }
 
 async fn get(site: &StaticSite, path: &str) -> Response<Bytes> {
-    let req = Request::get(path).body(()).unwrap();
+    let (req, ()) = Request::get(path).body(()).unwrap().into_parts();
     let resp = site.serve(&req, path, "/").await.unwrap();
     let (parts, body) = resp.into_parts();
     let body = match body {
@@ -163,7 +163,7 @@ async fn a_load_cancelled_alone_leaves_nothing_in_flight() {
     std::fs::write(root.path().join("app.js"), "x".repeat(4096)).unwrap();
     let site = StaticSite::open_with(&config(root.path()), false).unwrap();
     // Polled once: the load is started (on a blocking thread) and the request dropped.
-    let req = Request::get("/app.js").body(()).unwrap();
+    let (req, ()) = Request::get("/app.js").body(()).unwrap().into_parts();
     let mut serving = Box::pin(site.serve(&req, "/app.js", "/"));
     assert!(futures_util::poll!(serving.as_mut()).is_pending());
     assert_eq!(site.site.loading.lock().unwrap().len(), 1);
