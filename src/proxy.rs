@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST, UPGRADE};
+use http::header::{CONTENT_TYPE, COOKIE, EXPECT, HOST};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri, Version, request};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -94,16 +94,21 @@ pub fn forward<'a>(
                 return Err(RequestError::ExpectationFailed);
             }
         }
-        if content_length(&parts.headers).is_some_and(|len| len > route.max_body) {
+        // The declared length, as the connection framed the body (`Content-Length`; none
+        // for a chunked or HTTP/2 body without one), without looking the field up again.
+        let declared = body.size_hint().exact();
+        if declared.is_some_and(|len| len > route.max_body) {
             return Err(RequestError::BodyTooLarge(route.max_body));
         }
 
-        let upgrade = parts.version == Version::HTTP_11 && wants_upgrade(&parts.headers);
-        let client_upgrade = if upgrade {
+        // The HTTP/1.1 server half prepares the hand-over exactly for a request that asks for
+        // one (`Connection: upgrade` and an `Upgrade` field); HTTP/2 has no such upgrade.
+        let client_upgrade = if parts.version == Version::HTTP_11 {
             parts.extensions.remove::<OnUpgrade>()
         } else {
             None
         };
+        let upgrade = client_upgrade.is_some();
         if parts.version == Version::HTTP_2 {
             join_cookies(&mut parts.headers);
         }
@@ -174,7 +179,7 @@ pub fn forward<'a>(
             );
             // Only a body that may be replayed after it was sent is worth holding back: an
             // unsent request's body comes back from the pool whole, whatever it is.
-            let small = content_length(&parts.headers).is_some_and(|n| n <= upstream.retry_buffer);
+            let small = declared.is_some_and(|n| n <= upstream.retry_buffer);
             if idempotent && small && !upgrade {
                 let bytes = client
                     .collect()
@@ -360,19 +365,6 @@ impl Replay {
     }
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
-        && headers.get_all(http::header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
-        })
-}
-
 fn is_event_stream(headers: &HeaderMap) -> bool {
     headers.get(CONTENT_TYPE).is_some_and(|v| {
         v.as_bytes().len() >= 17 && v.as_bytes()[..17].eq_ignore_ascii_case(b"text/event-stream")
@@ -427,18 +419,6 @@ mod tests {
             h.get_all(COOKIE).iter().collect::<Vec<_>>(),
             vec!["a=1; b=2; c=3"]
         );
-    }
-
-    #[test]
-    fn upgrade_needs_both_headers() {
-        let mut h = HeaderMap::new();
-        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(!wants_upgrade(&h));
-        h.insert(
-            http::header::CONNECTION,
-            HeaderValue::from_static("keep-alive, Upgrade"),
-        );
-        assert!(wants_upgrade(&h));
     }
 
     #[test]

@@ -422,6 +422,39 @@ async fn a_head_that_takes_too_long_ends_the_connection() {
 }
 
 #[tokio::test]
+async fn only_a_request_asking_for_an_upgrade_on_http11_is_offered_one() {
+    let (addr, _close, _) = start(SETTINGS, |req: Request<RecvBody>| async move {
+        let offered = req.extensions().get::<OnUpgrade>().is_some();
+        Response::new(full(if offered { "offered" } else { "not offered" }))
+    })
+    .await;
+    for (head, expected) in [
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\n",
+            "not offered",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n",
+            "not offered",
+        ),
+        (
+            "GET / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: echo\r\n",
+            "not offered",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\n",
+            "offered",
+        ),
+    ] {
+        let out = exchange(addr, format!("{head}Connection: close\r\n\r\n").as_bytes()).await;
+        assert!(
+            out.ends_with(&format!("\r\n\r\n{expected}")),
+            "{head:?}: {out}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_upgrade_hands_the_connection_over_after_the_101() {
     let (addr, _close, _) = start(SETTINGS, |mut req: Request<RecvBody>| async move {
         let on_upgrade = req.extensions_mut().remove::<OnUpgrade>().unwrap();
