@@ -167,7 +167,7 @@ pub fn forward<'a>(
         // Where a streaming body records why it stopped (none for a request without a body).
         let mut fault = None;
         let idempotent = retry::is_idempotent(&parts.method, &route.idempotent_methods);
-        let (body, replayable) = if body.is_end_stream() {
+        let (mut body, replayable) = if body.is_end_stream() {
             (RequestBody::Empty, true)
         } else {
             let recorded = fault.insert(Arc::new(BodyFault::default()));
@@ -196,19 +196,18 @@ pub fn forward<'a>(
 
         let key = upstream.hash_key(&parts.headers, &added, resolved.client.ip);
         upstream.budget.deposit();
-        // What a lost request's body is rebuilt from (its head never left); kept
-        // only when it could be replayed elsewhere.
+        // What a lost request's body is rebuilt from (its head never left); kept only when it
+        // could be replayed elsewhere.
         let replay = (idempotent
             && replayable
             && upstream.members().replicas.len() > 1
             && !upstream.budget.never_grants())
         .then(|| Replay::keep(&body));
-        // The head stays where `service::handle` split it off, for every attempt; only the
-        // body goes to the pool (and comes back from it unsent).
-        let mut body = body;
         let mut tried: Vec<Arc<Replica>> = Vec::new();
         // After a failed attempt with nowhere else to go, that failure is the answer.
         let mut last_failure = None;
+        // The head stays where `service::handle` split it off, for every attempt; only the
+        // body goes to the pool (and comes back from it unsent).
         let (mut resp, guard) = loop {
             // One clock reading serves the pick, the pool (an idle connection's age, the
             // `upstream_header` clock) and the round trip.

@@ -207,8 +207,8 @@ where
     ///
     /// `now` is the caller's clock reading for this attempt, taken just before: an idle
     /// connection's age and, for a request written at once, the `upstream_header` clock are
-    /// counted from it, so that a request does not read the clock at every step (each read
-    /// is some 250 instructions with the arithmetic around it).
+    /// counted from it, so that a request does not read the clock at every step (under load
+    /// the clock was about 1 % of the proxy's CPU).
     ///
     /// An `async` block rather than an `async fn`, for the reason given at `service::handle`.
     #[expect(clippy::manual_async_fn, reason = "no second copy of the arguments")]
