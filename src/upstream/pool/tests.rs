@@ -117,7 +117,7 @@ async fn upstream_sockets_have_nodelay() {
 }
 
 #[tokio::test]
-async fn connect_refused_hands_the_request_back() {
+async fn connect_refused_hands_the_body_back() {
     let addr = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
@@ -203,7 +203,7 @@ async fn requests_beyond_the_cap_wait_for_a_connection() {
 }
 
 #[tokio::test]
-async fn queue_timeout_hands_the_request_back() {
+async fn queue_timeout_hands_the_body_back() {
     let upstream = Upstream::start().await;
     let pool = Pool::new(
         upstream.addr,
@@ -386,7 +386,7 @@ fn settings_follow_the_upstream_config() {
 }
 
 #[tokio::test]
-async fn a_request_lost_after_it_was_written_is_not_handed_back() {
+async fn a_body_lost_after_the_request_was_written_is_not_handed_back() {
     let (addr, accepted) = silent_upstream(true).await;
     let pool = Pool::new(addr, settings());
 
