@@ -341,7 +341,15 @@ where
     let idle = (Arc::clone(&conn), s.keepalive_idle);
     let shared = Arc::clone(&plane.shared);
     let svc = service_fn(move |req: Request<Incoming>| {
-        let handled = service::handle(Arc::clone(&shared), Arc::clone(&conn), req.map(Inbound::H2));
+        // hyper spawns each stream's future as a task, moving it by value through its
+        // stream wrapper, the executor and tokio's spawn path, and tokio's task cell is
+        // as large as the future: boxed, each of those moves copies a pointer instead of
+        // the whole request-handling state machine (several KiB).
+        let handled = Box::pin(service::handle(
+            Arc::clone(&shared),
+            Arc::clone(&conn),
+            req.map(Inbound::H2),
+        ));
         async move { Ok::<_, Infallible>(handled.await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
