@@ -157,7 +157,13 @@ pub fn handle(
 
         let headers = resp.headers_mut();
         if let Some(id) = rec.request_id.take() {
-            headers.insert(X_REQUEST_ID, id.clone());
+            // Unique to each response, so an HPACK encoder (HTTP/2) that indexed it would add
+            // a table entry per response, walk every earlier id on the next one and evict the
+            // fields that do repeat; a "never indexed" field is sent as a literal. HTTP/1.1
+            // ignores the flag.
+            let mut value = id.clone();
+            value.set_sensitive(true);
+            headers.insert(X_REQUEST_ID, value);
             rec.request_id = Some(id);
         }
         if conn.peer.tls {

@@ -1,6 +1,7 @@
-//! HTTP/2 -> HTTP/1.1: requests whose framing the gateway did not check never reach the app.
-//! The client here writes raw frames (HPACK literals without Huffman coding), because a real
-//! HTTP/2 client library refuses to send these.
+//! HTTP/2 -> HTTP/1.1: requests whose framing the gateway did not check never reach the app,
+//! and how the answer's fields are coded. The client here writes raw frames (HPACK literals
+//! without Huffman coding), because a real HTTP/2 client library refuses to send these, and
+//! reads them raw, because a client library does not say how a field was coded.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -158,4 +159,95 @@ async fn non_origin_form_path_is_rejected() {
         assert!(refused(&frames), "{path:?}: {frames:?}");
     }
     assert!(up.seen().is_empty());
+}
+
+/// How an HPACK field representation asks the decoder to treat its table (RFC 7541 §6).
+#[derive(Debug, PartialEq)]
+enum Coded {
+    Indexed,
+    LiteralIndexed,
+    LiteralNotIndexed,
+    LiteralNeverIndexed,
+}
+
+/// An HPACK integer with an `prefix`-bit prefix at `block[*at]` (RFC 7541 §5.1).
+fn hpack_int(block: &[u8], at: &mut usize, prefix: u32) -> usize {
+    let max = (1usize << prefix) - 1;
+    let mut value = usize::from(block[*at]) & max;
+    *at += 1;
+    if value < max {
+        return value;
+    }
+    let mut shift = 0;
+    loop {
+        let byte = block[*at];
+        *at += 1;
+        value += usize::from(byte & 0x7f) << shift;
+        shift += 7;
+        if byte & 0x80 == 0 {
+            return value;
+        }
+    }
+}
+
+/// The representation of each field in a header block, without decoding names or values.
+fn representations(block: &[u8]) -> Vec<Coded> {
+    let (mut at, mut out) = (0, Vec::new());
+    while at < block.len() {
+        let first = block[at];
+        let (coded, prefix) = match first {
+            _ if first & 0x80 != 0 => {
+                hpack_int(block, &mut at, 7);
+                out.push(Coded::Indexed);
+                continue;
+            }
+            _ if first & 0xc0 == 0x40 => (Coded::LiteralIndexed, 6),
+            _ if first & 0xe0 == 0x20 => {
+                hpack_int(block, &mut at, 5); // a table size update, not a field
+                continue;
+            }
+            _ if first & 0xf0 == 0x10 => (Coded::LiteralNeverIndexed, 4),
+            _ => (Coded::LiteralNotIndexed, 4),
+        };
+        let strings = if hpack_int(block, &mut at, prefix) == 0 {
+            2
+        } else {
+            1
+        };
+        for _ in 0..strings {
+            let len = hpack_int(block, &mut at, 7);
+            at += len;
+        }
+        out.push(coded);
+    }
+    assert_eq!(at, block.len(), "header block ends inside a field");
+    out
+}
+
+#[tokio::test]
+async fn the_request_id_reaches_an_http2_client_as_a_field_never_indexed() {
+    // A fresh id per response: indexed, it would take a table entry per response on both
+    // sides and push out the fields that do repeat.
+    let (pki, _up, gw, _dir) = h2_gateway().await;
+    let mut h = base();
+    h[0] = (":method", b"GET");
+    let frames = exchange(
+        &pki,
+        &gw,
+        &[frame(HEADERS, END_HEADERS | END_STREAM, 1, &hpack(&h))],
+    )
+    .await;
+    let (_, block) = frames
+        .iter()
+        .find(|(kind, _)| *kind == HEADERS)
+        .unwrap_or_else(|| panic!("no response head: {frames:?}"));
+    assert_eq!(block.first(), Some(&0x88), "not a 200: {frames:?}");
+    let coded = representations(block);
+    let never = coded
+        .iter()
+        .filter(|c| **c == Coded::LiteralNeverIndexed)
+        .count();
+    assert_eq!(never, 1, "{coded:?}");
+    // The fields that repeat from one answer to the next are still indexed.
+    assert!(coded.contains(&Coded::LiteralIndexed), "{coded:?}");
 }
