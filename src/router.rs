@@ -76,10 +76,7 @@ impl<T> Router<T> {
         if let Some(found) = self.exact.get(host).and_then(|g| g.lookup(path)) {
             return Some(found);
         }
-        if let Some(found) = wildcard_key(host)
-            .and_then(|suffix| self.wildcard.get(suffix))
-            .and_then(|g| g.lookup(path))
-        {
+        if let Some(found) = self.wildcard_group(host).and_then(|g| g.lookup(path)) {
             return Some(found);
         }
         self.any.lookup(path)
@@ -88,8 +85,16 @@ impl<T> Router<T> {
     /// Whether any route names this host explicitly (exact or wildcard). Used to decide which
     /// hosts get an HTTPS redirect: an unknown `Host` must not be bounced to HTTPS.
     pub fn knows_host(&self, host: &str) -> bool {
-        self.exact.contains_key(host)
-            || wildcard_key(host).is_some_and(|suffix| self.wildcard.contains_key(suffix))
+        self.exact.contains_key(host) || self.wildcard_group(host).is_some()
+    }
+
+    /// The routes of the wildcard matching `host`. Most configurations have no wildcard host,
+    /// and then the host is not searched for its first label.
+    fn wildcard_group(&self, host: &str) -> Option<&Group<T>> {
+        if self.wildcard.is_empty() {
+            return None;
+        }
+        self.wildcard.get(wildcard_key(host)?)
     }
 
     /// Every value, in no particular order.
