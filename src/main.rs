@@ -309,11 +309,10 @@ fn demo_asset(route: &config::Route) -> Option<String> {
     )
 }
 
-/// One runtime thread per core is tokio's default; the worker count can be pinned with
-/// `TOKIO_WORKER_THREADS`.
 /// The async runtime for `server.workers`: one thread runs a single-threaded runtime, which
 /// costs less per request than a work-stealing pool of one (no cross-thread wake-ups); more
-/// threads, or 0 for one per CPU, run the multi-threaded runtime.
+/// threads run the multi-threaded runtime, and 0 one thread per CPU (tokio's default, which
+/// `TOKIO_WORKER_THREADS` overrides).
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
