@@ -246,7 +246,7 @@ fn pipeline(
         // ACME HTTP-01 comes first: the CA's validator must reach it whatever the redirect,
         // routing and rate-limit rules say.
         if let Some(acme) = shared.acme.as_deref().filter(|_| !conn.peer.tls) {
-            if let Some(token) = &parts.uri.path().strip_prefix(ACME_CHALLENGE_PREFIX) {
+            if let Some(token) = parts.uri.path().strip_prefix(ACME_CHALLENGE_PREFIX) {
                 return Ok(acme_http01(acme.challenges(), &parts.method, token).await);
             }
         }
@@ -337,7 +337,7 @@ fn pipeline(
                 };
                 redirect(*status, &target)
             }
-            Action::Static(site) => site.serve(&*parts, &path, &route.prefix).await?,
+            Action::Static(site) => site.serve(parts, &path, &route.prefix).await?,
             Action::Proxy(upstream) => {
                 let wanted = route
                     .compress
